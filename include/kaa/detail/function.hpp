@@ -1,0 +1,116 @@
+// A move-only type-erased callable with small-buffer storage.
+//
+// Used on the hot paths (InProgress callbacks, loop queues, coroutine resumes)
+// where std::function's copyability requirement and its smaller buffer would
+// force allocations. Callables up to three pointers in size that are nothrow
+// movable are stored inline.
+#pragma once
+
+#include <cstddef>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+namespace kaa::detail {
+
+template <class Signature>
+class UniqueFunction;
+
+template <class R, class... Args>
+class UniqueFunction<R(Args...)> {
+    static constexpr std::size_t buffer_size = 3 * sizeof(void*);
+
+    struct VTable {
+        R (*invoke)(void*, Args&&...);
+        void (*move)(void* dst, void* src) noexcept; // move-construct dst from src, destroy src
+        void (*destroy)(void*) noexcept;
+    };
+
+    template <class F>
+    static constexpr bool stored_inline = sizeof(F) <= buffer_size &&
+                                          alignof(F) <= alignof(std::max_align_t) &&
+                                          std::is_nothrow_move_constructible_v<F>;
+
+    template <class F>
+    static F* get(void* p) noexcept {
+        if constexpr (stored_inline<F>)
+            return std::launder(static_cast<F*>(p));
+        else
+            return *static_cast<F**>(p);
+    }
+
+    template <class F>
+    static constexpr VTable vtable_for{
+        [](void* p, Args&&... args) -> R { return (*get<F>(p))(std::forward<Args>(args)...); },
+        [](void* dst, void* src) noexcept {
+            if constexpr (stored_inline<F>) {
+                ::new (dst) F(std::move(*get<F>(src)));
+                get<F>(src)->~F();
+            } else {
+                *static_cast<F**>(dst) = *static_cast<F**>(src);
+            }
+        },
+        [](void* p) noexcept {
+            if constexpr (stored_inline<F>)
+                get<F>(p)->~F();
+            else
+                delete get<F>(p);
+        },
+    };
+
+public:
+    UniqueFunction() noexcept = default;
+    UniqueFunction(std::nullptr_t) noexcept {}
+
+    template <class F, class D = std::decay_t<F>,
+              class = std::enable_if_t<!std::is_same_v<D, UniqueFunction> &&
+                                       std::is_invocable_r_v<R, D&, Args...>>>
+    UniqueFunction(F&& f) {
+        if constexpr (stored_inline<D>)
+            ::new (static_cast<void*>(buf_)) D(std::forward<F>(f));
+        else
+            *reinterpret_cast<D**>(buf_) = new D(std::forward<F>(f));
+        vt_ = &vtable_for<D>;
+    }
+
+    UniqueFunction(UniqueFunction&& o) noexcept : vt_(o.vt_) {
+        if (vt_) {
+            vt_->move(buf_, o.buf_);
+            o.vt_ = nullptr;
+        }
+    }
+
+    UniqueFunction& operator=(UniqueFunction&& o) noexcept {
+        if (this != &o) {
+            reset();
+            if (o.vt_) {
+                o.vt_->move(buf_, o.buf_);
+                vt_ = o.vt_;
+                o.vt_ = nullptr;
+            }
+        }
+        return *this;
+    }
+
+    UniqueFunction(const UniqueFunction&) = delete;
+    UniqueFunction& operator=(const UniqueFunction&) = delete;
+
+    ~UniqueFunction() { reset(); }
+
+    void reset() noexcept {
+        if (vt_) {
+            vt_->destroy(buf_);
+            vt_ = nullptr;
+        }
+    }
+
+    explicit operator bool() const noexcept { return vt_ != nullptr; }
+
+    R operator()(Args... args) { return vt_->invoke(buf_, std::forward<Args>(args)...); }
+
+private:
+    alignas(std::max_align_t) unsigned char buf_[buffer_size];
+    const VTable* vt_ = nullptr;
+};
+
+} // namespace kaa::detail

@@ -1,0 +1,22 @@
+// What header-only parts of kaa need from the loop, without including it.
+#pragma once
+
+#include <exception>
+
+#include "kaa/detail/function.hpp"
+
+namespace kaa::detail {
+
+/// True when the caller may touch loop-confined state directly: on the loop
+/// thread, or anywhere when no loop exists.
+bool in_loop_context() noexcept;
+
+/// Runs `fn` on the loop thread on a later iteration; runs it at once when no
+/// loop exists.
+void post_to_loop(UniqueFunction<void()> fn);
+
+/// Sends an exception nobody handled to the loop's `exception` signal, or to
+/// stderr. `where` names the kind of callback. Never throws.
+void report_unhandled(std::exception_ptr e, const char* where) noexcept;
+
+} // namespace kaa::detail

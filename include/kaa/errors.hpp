@@ -1,0 +1,131 @@
+// Every exception type kaa throws, in one place.
+//
+// Two families:
+//  * UsageError and its subclasses (all std::logic_error) report misuse of the
+//    API: finishing an InProgress twice, suspending outside a coroutine, using
+//    the loop from the wrong place. Their messages say what to do instead.
+//  * InProgressAborted (and TimeoutError) travel through asynchronous
+//    operations to say "this was aborted". They deliberately do NOT derive from
+//    std::exception, as kaa's derives from BaseException and Boost.Context's
+//    forced_unwind is not a std::exception: a generic
+//    `catch (const std::exception&)` inside a coroutine must not swallow an
+//    abort and carry on as if nothing happened. Catch InProgressAborted by name.
+#pragma once
+
+#include <exception>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "kaa/fwd.hpp"
+
+namespace kaa {
+
+/// Base of every misuse error. The message names the mistake and the remedy.
+class UsageError : public std::logic_error {
+public:
+    using std::logic_error::logic_error;
+};
+
+/// finish()/fail() on an InProgress that is already finished, or abort() on a
+/// finished one.
+class AlreadyFinished : public UsageError {
+public:
+    using UsageError::UsageError;
+};
+
+/// result() (or exception()) read before the InProgress finished.
+class ResultNotReady : public UsageError {
+public:
+    using UsageError::UsageError;
+};
+
+/// abort() on an InProgress that cannot be aborted (nothing would stop the
+/// work, or it is a noabort() view).
+class NotAbortable : public UsageError {
+public:
+    using UsageError::UsageError;
+};
+
+/// A suspending call (await, yield) made outside any coroutine.
+class NotInCoroutine : public UsageError {
+public:
+    using UsageError::UsageError;
+};
+
+/// A coroutine that was aborted caught InProgressAborted and then tried to
+/// suspend again. It may clean up, but cannot wait any more.
+class SuspendAfterAbort : public UsageError {
+public:
+    using UsageError::UsageError;
+};
+
+/// No kaa::MainLoop exists, or a second one was created, or the loop was used
+/// after it shut down.
+class LoopError : public UsageError {
+public:
+    using UsageError::UsageError;
+};
+
+/// An operation that must run on the loop thread was called from another
+/// thread (or the reverse).
+class WrongThread : public UsageError {
+public:
+    using UsageError::UsageError;
+};
+
+/// A handle that refers to nothing (default-moved-from InProgress, an empty
+/// Timer callback...).
+class EmptyHandle : public UsageError {
+public:
+    using UsageError::UsageError;
+};
+
+/// Raised inside an operation that was aborted: inside a coroutine at its
+/// suspension point, and as the failure of the aborted InProgress.
+///
+/// `inprogress()` is the operation that was being waited on (or aborted);
+/// `origin()` is the operation whose abort() started the cascade. Either may
+/// be empty (e.g. a coroutine aborted while time-slicing waited on nothing).
+class InProgressAborted {
+public:
+    explicit InProgressAborted(std::string message = "InProgress aborted");
+    InProgressAborted(std::string message, InProgressRef inprogress, InProgressRef origin);
+    InProgressAborted(const InProgressAborted&);
+    InProgressAborted& operator=(const InProgressAborted&);
+    virtual ~InProgressAborted();
+
+    /// The message (as std::exception::what, for familiarity).
+    const char* what() const noexcept { return message_.c_str(); }
+    const std::string& message() const noexcept { return message_; }
+
+    /// The operation that was waited on or aborted.
+    InProgressRef inprogress() const;
+    /// The operation whose abort() started this.
+    InProgressRef origin() const;
+
+    /// A copy of this exception (same dynamic type) that names another
+    /// `inprogress`, keeping the origin; used when an abort travels on.
+    virtual std::exception_ptr with_inprogress(const InProgressRef& ip) const;
+    /// A copy of this exception (same dynamic type) with both fields set.
+    virtual std::exception_ptr with(const InProgressRef& ip, const InProgressRef& origin) const;
+
+protected:
+    std::string message_;
+    std::shared_ptr<detail::StateBase> inprogress_;
+    std::shared_ptr<detail::StateBase> origin_;
+};
+
+/// An InProgress.timeout() ran out. It is an InProgressAborted, as in kaa,
+/// because with abort=true it is also what aborts the guarded operation.
+class TimeoutError : public InProgressAborted {
+public:
+    using InProgressAborted::InProgressAborted;
+    std::exception_ptr with_inprogress(const InProgressRef& ip) const override;
+    std::exception_ptr with(const InProgressRef& ip, const InProgressRef& origin) const override;
+};
+
+/// "type: message" for any exception_ptr, for reports and logs.
+std::string describe(std::exception_ptr e);
+
+} // namespace kaa

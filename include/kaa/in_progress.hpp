@@ -1,0 +1,437 @@
+// InProgress<T>: the result of every asynchronous operation in kaa.
+//
+// An InProgress is a shared handle to one operation: copies refer to the same
+// operation. It finishes exactly once, with a value (finish) or an exception
+// (fail, abort). Callbacks connected with connect()/connect_exception() run
+// once, when it finishes.
+//
+// Guarantees a caller relies on (see doc/in_progress.md):
+//  * Callbacks always run on the loop thread. finish()/fail() from another
+//    thread claims the result at once (so finishing twice is an error there
+//    too) and delivers it on the loop thread on a later iteration.
+//  * connect() on an InProgress that is already finished calls the callback
+//    at once, before connect() returns (from another thread: on the loop).
+//  * Callbacks run in connection order. An exception escaping one goes to the
+//    loop's `exception` signal; the others still run.
+//  * A failure that nobody observes -- no exception callback ran, result() or
+//    exception() was never read, no coroutine waited on it -- is reported to
+//    the loop's `exception` signal (or stderr) when the last handle goes.
+//    Failures caused by abort() are never reported: the aborter knows.
+//  * abort() runs the operation's abort handlers (which stop the work), then
+//    fails it with InProgressAborted. Result callbacks of an aborted operation
+//    never run; exception callbacks do.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "kaa/detail/function.hpp"
+#include "kaa/detail/loop_access.hpp"
+#include "kaa/errors.hpp"
+#include "kaa/fwd.hpp"
+
+namespace kaa {
+
+namespace detail {
+
+enum class Status : std::uint8_t { pending, claimed, succeeded, failed };
+
+/// Loop-confined state shared by the handles of one operation. Only status_
+/// (and the reference count) are touched from other threads.
+class StateBase {
+public:
+    using Callback = UniqueFunction<void(StateBase&)>;
+    /// The producer's abort handler: stops the work. Returns true when the
+    /// producer finishes the state itself (coroutines unwind first).
+    using AbortHook = UniqueFunction<bool(const InProgressAborted&, std::exception_ptr)>;
+
+    StateBase() noexcept = default;
+    StateBase(const StateBase&) = delete;
+    StateBase& operator=(const StateBase&) = delete;
+    virtual ~StateBase();
+
+    Status status() const noexcept { return status_.load(std::memory_order_acquire); }
+    bool finished() const noexcept {
+        Status s = status();
+        return s == Status::succeeded || s == Status::failed;
+    }
+    bool failed() const noexcept { return status() == Status::failed; }
+
+    /// Takes the right to finish. False if someone already did.
+    bool claim() noexcept {
+        Status expected = Status::pending;
+        return status_.compare_exchange_strong(expected, Status::claimed, std::memory_order_acq_rel);
+    }
+
+    /// After claim(), on the loop thread: publish the outcome and run the
+    /// callbacks. The value (State<T>) or error_ must be set before.
+    void complete(Status final);
+    /// claim() + complete(failed) with `e`; loop thread. `aborted` failures
+    /// are never reported as unhandled.
+    void fail_claimed(std::exception_ptr e, bool aborted = false);
+
+    /// Adds a callback (loop thread). If already finished, calls it at once
+    /// and returns 0; otherwise returns an id for remove_callback().
+    std::uint32_t add_callback(Callback cb);
+    bool remove_callback(std::uint32_t id) noexcept;
+    /// How many callbacks wait for this operation (the abort cascade spares
+    /// operations that someone else still waits on).
+    std::size_t listener_count() const noexcept { return listeners_; }
+
+    const std::exception_ptr& error() const noexcept { return error_; }
+    /// Reads the error and marks it observed.
+    std::exception_ptr take_error() noexcept {
+        observed_.store(true, std::memory_order_relaxed);
+        return error_;
+    }
+    void mark_observed() noexcept { observed_.store(true, std::memory_order_relaxed); }
+
+    bool abortable() const noexcept;
+    void set_abortable(bool yes) noexcept { abortable_ = yes ? Abortable::yes : Abortable::no; }
+    void set_abort_hook(AbortHook hook) { abort_hook_ = std::move(hook); }
+    void clear_abort_hook() noexcept { abort_hook_.reset(); }
+    Signal<void(const InProgressAborted&)>& abort_signal();
+    /// The abort algorithm (loop thread). See InProgressRef::abort.
+    void abort(std::shared_ptr<StateBase> self, const InProgressAborted& exc);
+
+    /// Blocks a non-loop thread until finished, or until `deadline`.
+    bool wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) const;
+
+protected:
+    void set_error(std::exception_ptr e) noexcept { error_ = std::move(e); }
+
+private:
+    enum class Abortable : std::uint8_t { automatic, yes, no };
+    struct Entry {
+        std::uint32_t id = 0;
+        Callback fn;
+    };
+
+    std::atomic<Status> status_{Status::pending};
+    std::atomic<bool> observed_{false};
+    mutable std::atomic<std::uint32_t> blocking_waiters_{0};
+    Abortable abortable_ = Abortable::automatic;
+    bool aborted_ = false;
+    std::uint32_t next_id_ = 0;
+    std::uint32_t listeners_ = 0;
+    Entry first_;               // the first callback, stored inline (the common case)
+    std::vector<Entry> more_;   // further callbacks
+    std::exception_ptr error_;
+    AbortHook abort_hook_;
+    std::unique_ptr<Signal<void(const InProgressAborted&)>> abort_signal_;
+
+    friend class kaa::InProgressRef;
+};
+
+template <class T>
+class State final : public StateBase {
+public:
+    template <class... A>
+    void set_value(A&&... a) {
+        value_.emplace(std::forward<A>(a)...);
+    }
+    T& value() noexcept { return *value_; }
+
+private:
+    std::optional<T> value_;
+};
+
+template <>
+class State<void> final : public StateBase {
+public:
+    void set_value() noexcept {}
+};
+
+[[noreturn]] void throw_empty_handle();
+[[noreturn]] void throw_already_finished(const char* what);
+[[noreturn]] void throw_not_ready();
+
+} // namespace detail
+
+/// A type-erased handle to an operation of any result type: enough to ask
+/// whether it finished, to abort it, and to wait for it. Every InProgress<T>
+/// is an InProgressRef.
+class InProgressRef {
+public:
+    InProgressRef() noexcept = default;
+    explicit InProgressRef(std::shared_ptr<detail::StateBase> s) noexcept : state_(std::move(s)) {}
+
+    /// False for an empty handle (default-constructed InProgressRef, moved-from).
+    bool valid() const noexcept { return state_ != nullptr; }
+    explicit operator bool() const noexcept { return valid(); }
+
+    /// Finished with a value or an exception. Loop-thread accurate; from other
+    /// threads it becomes true once the loop has delivered the result.
+    bool finished() const { return st().finished(); }
+    /// Finished with an exception (including an abort).
+    bool failed() const { return st().failed(); }
+
+    /// The exception it failed with (nullptr if it succeeded); counts as
+    /// observing it. @throws ResultNotReady if not finished.
+    std::exception_ptr exception() const;
+
+    /// Whether abort() would be accepted: explicitly set, or the producer (or
+    /// anyone) connected an abort handler.
+    bool abortable() const { return st().abortable(); }
+    void set_abortable(bool yes) const { st().set_abortable(yes); }
+
+    /// Aborts the operation: its abort handlers stop the work, then it fails
+    /// with InProgressAborted (inprogress = this, origin = this unless `exc`
+    /// names one). A coroutine is unwound from its suspension point first.
+    /// From another thread the abort is posted to the loop.
+    /// @throws AlreadyFinished if it already finished; NotAbortable if it
+    /// cannot be aborted.
+    void abort() const;
+    void abort(const InProgressAborted& exc) const;
+
+    /// Emitted on abort(), before the operation fails. Connecting makes the
+    /// operation abortable (as in kaa).
+    Signal<void(const InProgressAborted&)>& abort_signal() const;
+
+    /// Calls `f(std::exception_ptr)` if it fails (observing the failure).
+    template <class F>
+    const InProgressRef& connect_exception(F&& f) const {
+        on_done([f = std::forward<F>(f)](detail::StateBase& s) mutable {
+            if (s.failed())
+                f(s.take_error());
+        });
+        return *this;
+    }
+
+    /// Calls `f()` when it finishes either way (does not observe a failure).
+    template <class F>
+    const InProgressRef& connect_finished(F&& f) const {
+        on_done([f = std::forward<F>(f)](detail::StateBase&) mutable { f(); });
+        return *this;
+    }
+
+    /// Blocks until finished, at most `timeout`; returns whether it finished.
+    /// On the loop thread it runs nested loop iterations; elsewhere it blocks.
+    bool wait_for(std::optional<Duration> timeout) const;
+
+    friend bool operator==(const InProgressRef& a, const InProgressRef& b) noexcept {
+        return a.state_ == b.state_;
+    }
+
+    /// Library plumbing: the shared state.
+    const std::shared_ptr<detail::StateBase>& state() const noexcept { return state_; }
+
+protected:
+    detail::StateBase& st() const {
+        if (!state_)
+            detail::throw_empty_handle();
+        return *state_;
+    }
+    /// Adds a raw completion callback, on the loop thread (posted from others).
+    void on_done(detail::StateBase::Callback cb) const;
+
+    std::shared_ptr<detail::StateBase> state_;
+};
+
+/// The result of an asynchronous operation producing a T (or nothing, for
+/// InProgress<void>). Default construction creates a new pending operation
+/// that the creator finishes.
+template <class T>
+class InProgress : public InProgressRef {
+    using StateT = detail::State<T>;
+
+public:
+    using value_type = T;
+
+    /// A new, pending operation.
+    InProgress() : InProgressRef(std::make_shared<StateT>()) {}
+    /// An empty handle (no operation).
+    InProgress(std::nullptr_t) noexcept {}
+    /// Adopts a state (library plumbing).
+    explicit InProgress(std::shared_ptr<StateT> s) noexcept : InProgressRef(std::move(s)) {}
+
+    /// Finishes with a value; callbacks run (on the loop thread).
+    /// @throws AlreadyFinished if it already finished (or was claimed).
+    template <class... A>
+        requires(std::is_void_v<T> ? sizeof...(A) == 0 : std::is_constructible_v<T, A...>)
+    void finish(A&&... a) const {
+        StateT& s = typed();
+        if (!s.claim())
+            detail::throw_already_finished("finish()");
+        if (detail::in_loop_context()) {
+            s.set_value(std::forward<A>(a)...);
+            s.complete(detail::Status::succeeded);
+        } else {
+            if constexpr (std::is_void_v<T>) {
+                detail::post_to_loop([p = typed_ptr()] { p->complete(detail::Status::succeeded); });
+            } else {
+                detail::post_to_loop([p = typed_ptr(), v = T(std::forward<A>(a)...)]() mutable {
+                    p->set_value(std::move(v));
+                    p->complete(detail::Status::succeeded);
+                });
+            }
+        }
+    }
+
+    /// Finishes with the outcome of `other` when it finishes (chaining).
+    /// @throws AlreadyFinished if this already finished; UsageError if
+    /// `other` is this operation.
+    void finish(const InProgress<T>& other) const;
+
+    /// Fails with `e`. @throws AlreadyFinished if it already finished.
+    void fail(std::exception_ptr e) const {
+        StateT& s = typed();
+        if (!s.claim())
+            detail::throw_already_finished("fail()");
+        if (detail::in_loop_context())
+            s.fail_claimed(std::move(e));
+        else
+            detail::post_to_loop([p = typed_ptr(), e = std::move(e)]() mutable { p->fail_claimed(std::move(e)); });
+    }
+    template <class E>
+        requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr>)
+    void fail(E&& e) const {
+        fail(std::make_exception_ptr(std::forward<E>(e)));
+    }
+
+    /// Finishes with fn()'s result, or fails with what it throws.
+    template <class F>
+    const InProgress& execute(F&& fn) const {
+        try {
+            if constexpr (std::is_void_v<T>) {
+                std::forward<F>(fn)();
+                finish();
+            } else {
+                finish(std::forward<F>(fn)());
+            }
+        } catch (const AlreadyFinished&) {
+            throw;
+        } catch (...) {
+            fail(std::current_exception());
+        }
+        return *this;
+    }
+
+    /// The value; rethrows the failure (which counts as observing it).
+    /// @throws ResultNotReady if not finished.
+    decltype(auto) result() const {
+        StateT& s = typed();
+        Status_check(s);
+        if constexpr (!std::is_void_v<T>)
+            return static_cast<const T&>(s.value());
+    }
+
+    /// Calls `f(const T&)` (`f()` for void) when it succeeds.
+    template <class F>
+    const InProgress& connect(F&& f) const {
+        on_done([f = std::forward<F>(f)](detail::StateBase& s) mutable {
+            if (s.status() == detail::Status::succeeded) {
+                if constexpr (std::is_void_v<T>)
+                    f();
+                else
+                    f(static_cast<const T&>(static_cast<StateT&>(s).value()));
+            }
+        });
+        return *this;
+    }
+
+    /// connect(ok) and connect_exception(err) in one.
+    template <class F, class G>
+    const InProgress& connect_both(F&& ok, G&& err) const {
+        on_done([ok = std::forward<F>(ok), err = std::forward<G>(err)](detail::StateBase& s) mutable {
+            if (s.status() == detail::Status::succeeded) {
+                if constexpr (std::is_void_v<T>)
+                    ok();
+                else
+                    ok(static_cast<const T&>(static_cast<StateT&>(s).value()));
+            } else {
+                err(s.take_error());
+            }
+        });
+        return *this;
+    }
+
+    /// A view of this operation that abort() does not reach: it finishes like
+    /// this one, but aborting it raises NotAbortable, and a coroutine abort
+    /// cascading into it stops there.
+    InProgress<T> noabort() const {
+        InProgress<T> view;
+        view.set_abortable(false);
+        view.finish(*this);
+        return view;
+    }
+
+    /// Blocks until finished and returns result() (see InProgressRef::wait_for).
+    /// @throws TimeoutError if `timeout` passes first.
+    decltype(auto) wait(std::optional<Duration> timeout = std::nullopt) const;
+
+    StateT& typed() const { return static_cast<StateT&>(st()); }
+    std::shared_ptr<StateT> typed_ptr() const { return std::static_pointer_cast<StateT>(state_); }
+
+private:
+    static void Status_check(StateT& s) {
+        switch (s.status()) {
+        case detail::Status::succeeded:
+            return;
+        case detail::Status::failed:
+            std::rethrow_exception(s.take_error());
+        default:
+            detail::throw_not_ready();
+        }
+    }
+};
+
+template <class T>
+void InProgress<T>::finish(const InProgress<T>& other) const {
+    StateT& s = typed();
+    if (other.state_ == state_)
+        throw UsageError("InProgress::finish(other): an operation cannot finish with itself");
+    if (!s.claim())
+        detail::throw_already_finished("finish(InProgress)");
+    auto self = typed_ptr();
+    auto relay = [self](detail::StateBase& o) {
+        if (o.status() == detail::Status::succeeded) {
+            if constexpr (std::is_void_v<T>)
+                self->set_value();
+            else
+                self->set_value(static_cast<StateT&>(o).value());
+            self->complete(detail::Status::succeeded);
+        } else {
+            // Responsibility for the failure moves to this operation.
+            self->fail_claimed(o.take_error());
+        }
+    };
+    if (detail::in_loop_context())
+        other.st().add_callback(std::move(relay));
+    else
+        detail::post_to_loop([o = other.state_, relay = std::move(relay)]() mutable {
+            o->add_callback(std::move(relay));
+        });
+}
+
+template <class T>
+decltype(auto) InProgress<T>::wait(std::optional<Duration> timeout) const {
+    if (!wait_for(timeout))
+        throw TimeoutError("InProgress::wait(): timed out", *this, InProgressRef());
+    return result();
+}
+
+/// An InProgress<T> that is already finished with `value`.
+template <class T, class... A>
+InProgress<T> make_finished(A&&... value) {
+    InProgress<T> ip;
+    ip.finish(std::forward<A>(value)...);
+    return ip;
+}
+
+/// An InProgress<T> that already failed with `e`.
+template <class T>
+InProgress<T> make_failed(std::exception_ptr e) {
+    InProgress<T> ip;
+    ip.fail(std::move(e));
+    return ip;
+}
+
+} // namespace kaa

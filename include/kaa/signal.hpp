@@ -1,0 +1,262 @@
+// Signal<void(Args...)>: kaa's signals, on Boost.Signals2.
+//
+// A Signal calls its connected callbacks (slots) in order when emitted.
+// Beyond Signals2 it gives kaa's conveniences: one-shot and weak connections,
+// connect_first, disconnect by callable, deferred emission through the loop, a
+// `changed` signal when slots come and go, and next() -- the next emission as
+// an InProgress, so a coroutine can wait for a signal.
+//
+// Guarantees:
+//  * emit() calls the slots synchronously, on the emitting thread, in order
+//    (connect_first slots first, the last such connected first). Slots
+//    connected during an emission are not called in it.
+//  * An exception escaping a slot goes to the loop's `exception` signal (or
+//    stderr) and the remaining slots still run -- except InProgressAborted,
+//    which propagates (an abort unwinding a coroutine must not be swallowed).
+//  * A weak slot never runs once its object is gone: Signals2 holds the object
+//    alive for the duration of each call.
+//  * emit_deferred() delivers on the loop thread on a later iteration, from
+//    any thread.
+//  * Signals are thread-safe in the Signals2 sense (connect/disconnect/emit
+//    from several threads), but slots run where emit() is called.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include <boost/signals2/signal.hpp>
+
+#include "kaa/errors.hpp"
+#include "kaa/in_progress.hpp"
+
+namespace kaa {
+
+/// What happened, for Signal::changed().
+enum class SignalChange { connected, disconnected };
+
+namespace detail {
+
+class SignalCoreBase {
+public:
+    virtual ~SignalCoreBase() = default;
+    virtual void notify(SignalChange change) = 0;
+};
+
+/// Signals2 combiner: every slot runs even if an earlier one threw.
+struct ReportingCombiner {
+    using result_type = void;
+    template <class It>
+    void operator()(It first, It last) const {
+        for (; first != last; ++first) {
+            try {
+                *first;
+            } catch (const InProgressAborted&) {
+                throw;
+            } catch (...) {
+                report_unhandled(std::current_exception(), "signal slot");
+            }
+        }
+    }
+};
+
+template <class... Args>
+struct NextResult {
+    using type = std::tuple<std::decay_t<Args>...>;
+};
+template <>
+struct NextResult<> {
+    using type = void;
+};
+template <class A>
+struct NextResult<A> {
+    using type = std::decay_t<A>;
+};
+
+} // namespace detail
+
+/// One connection of a slot to a Signal.
+class Connection {
+public:
+    Connection() = default;
+    Connection(boost::signals2::connection c, std::weak_ptr<detail::SignalCoreBase> core)
+        : c_(std::move(c)), core_(std::move(core)) {}
+
+    /// Still connected (false once disconnected, fired as a once-slot, or its
+    /// weak object died).
+    bool connected() const { return c_.connected(); }
+    /// Disconnects; returns whether it was connected.
+    bool disconnect() {
+        if (!c_.connected())
+            return false;
+        c_.disconnect();
+        if (auto core = core_.lock())
+            core->notify(SignalChange::disconnected);
+        return true;
+    }
+    const boost::signals2::connection& boost_connection() const noexcept { return c_; }
+
+private:
+    boost::signals2::connection c_;
+    std::weak_ptr<detail::SignalCoreBase> core_;
+};
+
+template <class Signature>
+class Signal;
+
+template <class... Args>
+class Signal<void(Args...)> {
+    using Boost = boost::signals2::signal<void(Args...), detail::ReportingCombiner>;
+
+    struct Core final : detail::SignalCoreBase {
+        Boost sig;
+        std::unique_ptr<Signal<void(SignalChange)>> changed;
+        void notify(SignalChange change) override {
+            if (changed)
+                changed->emit(change);
+        }
+    };
+
+public:
+    /// What next() finishes with: nothing, the single argument, or a tuple.
+    using next_type = typename detail::NextResult<Args...>::type;
+
+    Signal() : core_(std::make_shared<Core>()) {}
+    Signal(const Signal&) = delete;
+    Signal& operator=(const Signal&) = delete;
+
+    /// Connects `f(Args...)` at the end.
+    template <class F>
+    Connection connect(F&& f) {
+        return added(core_->sig.connect(std::forward<F>(f)));
+    }
+
+    /// Connects `f` at the front: it runs before the slots already there.
+    template <class F>
+    Connection connect_first(F&& f) {
+        return added(core_->sig.connect(boost::signals2::at_front, std::forward<F>(f)));
+    }
+
+    /// Connects `f` for one emission: it is disconnected before it runs.
+    template <class F>
+    Connection connect_once(F&& f) {
+        return added(core_->sig.connect_extended(once_slot(std::forward<F>(f))));
+    }
+
+    /// connect_first + connect_once.
+    template <class F>
+    Connection connect_first_once(F&& f) {
+        return added(
+            core_->sig.connect_extended(boost::signals2::at_front, once_slot(std::forward<F>(f))));
+    }
+
+    /// Connects `f` for as long as `owner` lives: once it is destroyed the
+    /// slot is gone and is never called (Signals2 keeps the owner alive
+    /// during each call, so a call never runs into a dead object).
+    template <class T, class F>
+    Connection connect_weak(const std::shared_ptr<T>& owner, F&& f) {
+        return connect_weak(std::weak_ptr<T>(owner), std::forward<F>(f));
+    }
+    template <class T, class F>
+    Connection connect_weak(const std::weak_ptr<T>& owner, F&& f) {
+        typename Boost::slot_type slot(std::forward<F>(f));
+        slot.track_foreign(owner);
+        return added(core_->sig.connect(slot));
+    }
+
+    /// Disconnects one connection; returns whether it was connected.
+    bool disconnect(Connection& c) { return c.disconnect(); }
+
+    /// Disconnects every slot equal to `f` (a function pointer or an
+    /// equality-comparable function object); returns whether any was.
+    template <class F>
+    bool disconnect(const F& f) {
+        std::size_t before = core_->sig.num_slots();
+        core_->sig.disconnect(f);
+        bool removed = core_->sig.num_slots() != before;
+        if (removed)
+            core_->notify(SignalChange::disconnected);
+        return removed;
+    }
+
+    /// Disconnects everything.
+    void disconnect_all() {
+        bool had = !core_->sig.empty();
+        core_->sig.disconnect_all_slots();
+        if (had)
+            core_->notify(SignalChange::disconnected);
+    }
+
+    /// Calls every connected slot now, on this thread.
+    void emit(Args... args) const {
+        if (!core_->sig.empty())
+            core_->sig(std::forward<Args>(args)...);
+    }
+    void operator()(Args... args) const { emit(std::forward<Args>(args)...); }
+
+    /// Emits from the loop on a later iteration (safe from any thread); the
+    /// arguments are copied.
+    void emit_deferred(Args... args) const {
+        detail::post_to_loop(
+            [core = core_, a = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)]() mutable {
+                std::apply([&](auto&... v) { core->sig(v...); }, a);
+            });
+    }
+
+    /// Number of connected slots (dead weak slots are not counted).
+    std::size_t count() const { return core_->sig.num_slots(); }
+    bool empty() const { return core_->sig.empty(); }
+
+    /// Emitted with SignalChange::connected / disconnected whenever slots are
+    /// added or removed through this Signal or its Connections (a weak slot
+    /// whose owner died is noticed when the signal is next counted/emitted,
+    /// without a notification).
+    Signal<void(SignalChange)>& changed() {
+        if (!core_->changed)
+            core_->changed = std::make_unique<Signal<void(SignalChange)>>();
+        return *core_->changed;
+    }
+
+    /// The next emission as an InProgress: void for no arguments, the value
+    /// for one, a tuple for several. It is abortable (aborting disconnects),
+    /// and dropping every handle to it lets the signal forget it.
+    InProgress<next_type> next() {
+        InProgress<next_type> ip;
+        std::weak_ptr<detail::State<next_type>> weak = ip.typed_ptr();
+        Connection c = connect_once([weak](Args... args) {
+            if (auto s = weak.lock()) {
+                InProgress<next_type> target(std::move(s));
+                if (!target.finished())
+                    target.finish(std::forward<Args>(args)...);
+            }
+        });
+        ip.typed().set_abort_hook([c](const InProgressAborted&, std::exception_ptr) mutable {
+            c.disconnect();
+            return false;
+        });
+        return ip;
+    }
+
+private:
+    template <class F>
+    auto once_slot(F&& f) {
+        std::weak_ptr<Core> weak = core_;
+        return [f = std::forward<F>(f), weak](const boost::signals2::connection& c, Args... args) mutable {
+            c.disconnect();
+            if (auto core = weak.lock())
+                core->notify(SignalChange::disconnected);
+            f(std::forward<Args>(args)...);
+        };
+    }
+
+    Connection added(boost::signals2::connection c) {
+        core_->notify(SignalChange::connected);
+        return Connection(std::move(c), core_);
+    }
+
+    std::shared_ptr<Core> core_;
+};
+
+} // namespace kaa

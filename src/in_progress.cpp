@@ -1,0 +1,308 @@
+#include "kaa/in_progress.hpp"
+
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+#include <typeinfo>
+
+#include "kaa/main_loop.hpp"
+#include "kaa/signal.hpp"
+
+namespace kaa {
+
+namespace detail {
+
+StateBase::~StateBase() {
+    if (status() == Status::failed && !observed_.load(std::memory_order_relaxed) && !aborted_)
+        report_unhandled(error_, "InProgress (failed, and nobody observed the exception)");
+}
+
+void StateBase::complete(Status final) {
+    status_.store(final, std::memory_order_release);
+    if (blocking_waiters_.load(std::memory_order_seq_cst) != 0)
+        status_.notify_all();
+    abort_hook_.reset();
+
+    // Take the callbacks out first: a callback may connect more (they run at
+    // once, the operation being finished) or drop the last handle.
+    Entry first = std::move(first_);
+    std::vector<Entry> more = std::move(more_);
+    listeners_ = 0;
+    if (first.fn) {
+        try {
+            first.fn(*this);
+        } catch (...) {
+            report_unhandled(std::current_exception(), "InProgress callback");
+        }
+    }
+    for (Entry& e : more) {
+        if (!e.fn)
+            continue;
+        try {
+            e.fn(*this);
+        } catch (...) {
+            report_unhandled(std::current_exception(), "InProgress callback");
+        }
+    }
+}
+
+void StateBase::fail_claimed(std::exception_ptr e, bool aborted) {
+    error_ = std::move(e);
+    if (aborted) {
+        aborted_ = true;
+    }
+    complete(Status::failed);
+}
+
+std::uint32_t StateBase::add_callback(Callback cb) {
+    if (finished()) {
+        cb(*this);
+        return 0;
+    }
+    std::uint32_t id = ++next_id_;
+    if (!first_.fn && more_.empty())
+        first_ = Entry{id, std::move(cb)};
+    else
+        more_.push_back(Entry{id, std::move(cb)});
+    ++listeners_;
+    return id;
+}
+
+bool StateBase::remove_callback(std::uint32_t id) noexcept {
+    if (id == 0)
+        return false;
+    if (first_.id == id && first_.fn) {
+        first_.fn.reset();
+        --listeners_;
+        return true;
+    }
+    for (Entry& e : more_) {
+        if (e.id == id && e.fn) {
+            e.fn.reset();
+            --listeners_;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool StateBase::abortable() const noexcept {
+    switch (abortable_) {
+    case Abortable::yes:
+        return true;
+    case Abortable::no:
+        return false;
+    case Abortable::automatic:
+        break;
+    }
+    return static_cast<bool>(abort_hook_) || (abort_signal_ && !abort_signal_->empty());
+}
+
+Signal<void(const InProgressAborted&)>& StateBase::abort_signal() {
+    if (!abort_signal_)
+        abort_signal_ = std::make_unique<Signal<void(const InProgressAborted&)>>();
+    return *abort_signal_;
+}
+
+void StateBase::abort(std::shared_ptr<StateBase> self, const InProgressAborted& exc) {
+    if (status() != Status::pending)
+        throw AlreadyFinished("abort(): the operation already finished; check finished() before "
+                              "aborting, or connect to it instead");
+    if (!abortable())
+        throw NotAbortable("abort(): this operation cannot be aborted (it has no abort handler, or it "
+                           "is a noabort() view); abort the operation it stands for instead");
+    InProgressRef me(self);
+    InProgressRef origin = exc.origin() ? exc.origin() : me;
+    std::exception_ptr eptr = exc.with(me, origin);
+    const InProgressAborted* typed = nullptr;
+    try {
+        std::rethrow_exception(eptr);
+    } catch (const InProgressAborted& e) {
+        typed = &e;
+        // The exception object lives on in eptr; the reference stays valid.
+    }
+    aborted_ = true;
+    bool finishes_itself = false;
+    if (abort_hook_) {
+        AbortHook hook = std::move(abort_hook_);
+        finishes_itself = hook(*typed, eptr);
+    }
+    if (abort_signal_ && !abort_signal_->empty())
+        abort_signal_->emit(*typed);
+    if (!finishes_itself && claim())
+        fail_claimed(eptr, true);
+}
+
+bool StateBase::wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) const {
+    blocking_waiters_.fetch_add(1, std::memory_order_seq_cst);
+    struct Release {
+        const StateBase* s;
+        ~Release() { s->blocking_waiters_.fetch_sub(1, std::memory_order_relaxed); }
+    } release{this};
+    for (;;) {
+        Status s = status_.load(std::memory_order_seq_cst);
+        if (s == Status::succeeded || s == Status::failed)
+            return true;
+        if (!deadline) {
+            status_.wait(s, std::memory_order_seq_cst);
+            continue;
+        }
+        // std::atomic::wait has no timeout: poll with a short sleep bounded by
+        // the deadline. Only threads other than the loop get here.
+        if (std::chrono::steady_clock::now() >= *deadline)
+            return false;
+        auto slice = std::min<std::chrono::steady_clock::duration>(
+            *deadline - std::chrono::steady_clock::now(), std::chrono::milliseconds(1));
+        std::this_thread::sleep_for(slice);
+    }
+}
+
+void throw_empty_handle() {
+    throw EmptyHandle("empty InProgress handle: it was moved from or constructed with nullptr; "
+                      "create one with InProgress<T>()");
+}
+
+void throw_already_finished(const char* what) {
+    throw AlreadyFinished(std::string(what) +
+                          ": the InProgress is already finished (an operation finishes exactly "
+                          "once; check finished() first if several producers race)");
+}
+
+void throw_not_ready() {
+    throw ResultNotReady("result(): the InProgress has not finished yet; connect() a callback, wait "
+                         "for it in a coroutine, or wait() for it");
+}
+
+} // namespace detail
+
+std::exception_ptr InProgressRef::exception() const {
+    detail::StateBase& s = st();
+    switch (s.status()) {
+    case detail::Status::succeeded:
+        return nullptr;
+    case detail::Status::failed:
+        return s.take_error();
+    default:
+        detail::throw_not_ready();
+    }
+}
+
+void InProgressRef::abort() const { abort(InProgressAborted("InProgress aborted by abort()")); }
+
+void InProgressRef::abort(const InProgressAborted& exc) const {
+    detail::StateBase& s = st();
+    if (!detail::in_loop_context()) {
+        auto self = state_;
+        auto copy = exc.with(exc.inprogress(), exc.origin());
+        detail::post_to_loop([self, copy] {
+            try {
+                std::rethrow_exception(copy);
+            } catch (const InProgressAborted& e) {
+                self->abort(self, e);
+            }
+        });
+        return;
+    }
+    s.abort(state_, exc);
+}
+
+Signal<void(const InProgressAborted&)>& InProgressRef::abort_signal() const { return st().abort_signal(); }
+
+void InProgressRef::on_done(detail::StateBase::Callback cb) const {
+    detail::StateBase& s = st();
+    if (detail::in_loop_context()) {
+        s.add_callback(std::move(cb));
+        return;
+    }
+    detail::post_to_loop([p = state_, cb = std::move(cb)]() mutable { p->add_callback(std::move(cb)); });
+}
+
+bool InProgressRef::wait_for(std::optional<Duration> timeout) const {
+    detail::StateBase& s = st();
+    std::optional<Clock::time_point> deadline;
+    if (timeout)
+        deadline = Clock::now() + *timeout;
+    MainLoop* loop = MainLoop::current_or_null();
+    if (loop && loop->is_main_thread()) {
+        // On the loop thread: run nested iterations until it finishes.
+        while (!s.finished()) {
+            if (deadline) {
+                auto left = *deadline - Clock::now();
+                if (left <= Duration::zero())
+                    return false;
+                loop->step(left);
+            } else {
+                loop->step();
+            }
+        }
+        return true;
+    }
+    if (!loop && !s.finished())
+        throw LoopError("InProgress::wait(): no kaa::MainLoop exists, so nothing can finish this "
+                        "operation while the caller blocks");
+    return s.wait_until(deadline);
+}
+
+// ---------------------------------------------------------------------------
+
+InProgressAborted::InProgressAborted(std::string message) : message_(std::move(message)) {}
+
+InProgressAborted::InProgressAborted(std::string message, InProgressRef inprogress, InProgressRef origin)
+    : message_(std::move(message)), inprogress_(inprogress.state()), origin_(origin.state()) {}
+
+InProgressAborted::InProgressAborted(const InProgressAborted&) = default;
+InProgressAborted& InProgressAborted::operator=(const InProgressAborted&) = default;
+InProgressAborted::~InProgressAborted() = default;
+
+InProgressRef InProgressAborted::inprogress() const { return InProgressRef(inprogress_); }
+InProgressRef InProgressAborted::origin() const { return InProgressRef(origin_); }
+
+std::exception_ptr InProgressAborted::with_inprogress(const InProgressRef& ip) const {
+    return with(ip, origin());
+}
+
+std::exception_ptr InProgressAborted::with(const InProgressRef& ip, const InProgressRef& origin) const {
+    InProgressAborted copy(*this);
+    copy.inprogress_ = ip.state();
+    copy.origin_ = origin.state();
+    return std::make_exception_ptr(copy);
+}
+
+std::exception_ptr TimeoutError::with_inprogress(const InProgressRef& ip) const { return with(ip, origin()); }
+
+std::exception_ptr TimeoutError::with(const InProgressRef& ip, const InProgressRef& origin) const {
+    TimeoutError copy(*this);
+    copy.inprogress_ = ip.state();
+    copy.origin_ = origin.state();
+    return std::make_exception_ptr(copy);
+}
+
+std::string describe(std::exception_ptr e) {
+    if (!e)
+        return "no exception";
+    std::string type = "unknown exception";
+    std::string message;
+    try {
+        std::rethrow_exception(e);
+    } catch (const InProgressAborted& x) {
+        message = x.message();
+    } catch (const std::exception& x) {
+        message = x.what();
+    } catch (...) {
+    }
+    try {
+        std::rethrow_exception(e);
+    } catch (...) {
+        if (const std::type_info* ti = abi::__cxa_current_exception_type()) {
+            int status = 0;
+            char* name = abi::__cxa_demangle(ti->name(), nullptr, nullptr, &status);
+            type = (status == 0 && name) ? name : ti->name();
+            std::free(name);
+        }
+    }
+    return message.empty() ? type : type + ": " + message;
+}
+
+} // namespace kaa

@@ -1,0 +1,319 @@
+#include "kaa/main_loop.hpp"
+
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+
+namespace asio = boost::asio;
+
+namespace kaa {
+
+namespace {
+
+std::atomic<MainLoop*> g_current{nullptr};
+thread_local MainLoop* t_loop = nullptr;
+// Set while the `exception` signal is being emitted on this thread, so that a
+// handler that itself throws is printed instead of recursing.
+thread_local bool t_reporting = false;
+
+void print_unhandled(std::exception_ptr e, std::string_view where) noexcept {
+    std::string text = describe(e);
+    std::fprintf(stderr, "kaa: unhandled exception in %.*s: %s\n", static_cast<int>(where.size()),
+                 where.data(), text.c_str());
+    std::fflush(stderr);
+}
+
+} // namespace
+
+using Task = detail::UniqueFunction<void()>;
+
+struct MainLoop::Impl {
+    asio::io_context io{1};
+    asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
+    std::thread::id thread = std::this_thread::get_id();
+
+    // Work for the next iteration, queued on the loop thread. `spare` keeps
+    // the capacity of the previous batch so that steady time-slicing does not
+    // allocate.
+    std::vector<Task> local;
+    std::vector<Task> spare;
+
+    // Work posted from other threads. `remote_pending` lets the loop skip the
+    // lock when there is nothing.
+    std::mutex remote_mutex;
+    std::vector<Task> remote;
+    std::atomic<bool> remote_pending{false};
+
+    std::atomic<bool> stop_requested{false};
+    bool running = false;
+    bool needs_shutdown = false;
+    int depth = 0;
+
+    std::vector<detail::UniqueFunction<void()>> shutdown_hooks;
+
+    Signals signals;
+
+    void wake() {
+        // A no-op handler makes a blocked run_one() return.
+        asio::post(io, [] {});
+    }
+
+    std::size_t drain_remote(MainLoop& self) {
+        if (!remote_pending.load(std::memory_order_acquire))
+            return 0;
+        std::vector<Task> batch;
+        {
+            std::lock_guard lock(remote_mutex);
+            batch.swap(remote);
+            remote_pending.store(false, std::memory_order_relaxed);
+        }
+        for (Task& t : batch)
+            run_guarded(self, t, "posted callback");
+        return batch.size();
+    }
+
+    std::size_t drain_local(MainLoop& self) {
+        if (local.empty())
+            return 0;
+        std::vector<Task> batch = std::move(local);
+        local = std::move(spare);
+        local.clear();
+        std::size_t n = batch.size();
+        for (Task& t : batch)
+            run_guarded(self, t, "posted callback");
+        batch.clear();
+        if (spare.capacity() < batch.capacity())
+            spare = std::move(batch);
+        return n;
+    }
+
+    static void run_guarded(MainLoop& self, Task& t, const char* where) {
+        try {
+            t();
+        } catch (...) {
+            self.handle_exception(std::current_exception(), where);
+        }
+    }
+};
+
+MainLoop::MainLoop() : impl_(std::make_unique<Impl>()) {
+    MainLoop* expected = nullptr;
+    if (!g_current.compare_exchange_strong(expected, this))
+        throw LoopError("kaa::MainLoop: a main loop already exists; kaa has one loop per process "
+                        "(use kaa::main_loop() to reach it)");
+    t_loop = this;
+}
+
+MainLoop::~MainLoop() {
+    if (impl_->needs_shutdown) {
+        try {
+            detail::shutdown_loop(*this);
+        } catch (...) {
+            print_unhandled(std::current_exception(), "loop shutdown");
+        }
+    }
+    // Drop queued work while the loop is still current: its destructors may
+    // release InProgress states that report through the loop.
+    impl_->local.clear();
+    {
+        std::lock_guard lock(impl_->remote_mutex);
+        impl_->remote.clear();
+    }
+    impl_->guard.reset();
+    impl_.reset();
+    if (t_loop == this)
+        t_loop = nullptr;
+    g_current.store(nullptr);
+}
+
+MainLoop& MainLoop::current() {
+    MainLoop* l = g_current.load(std::memory_order_acquire);
+    if (!l)
+        throw LoopError("no kaa::MainLoop exists: create one (kaa::MainLoop loop;) in main() first");
+    return *l;
+}
+
+MainLoop* MainLoop::current_or_null() noexcept { return g_current.load(std::memory_order_acquire); }
+
+bool MainLoop::is_main_thread() const noexcept { return t_loop == this; }
+
+bool MainLoop::is_running() const noexcept { return impl_->running; }
+
+MainLoop::Signals& MainLoop::signals() noexcept { return impl_->signals; }
+
+asio::io_context& MainLoop::context() noexcept { return impl_->io; }
+
+bool MainLoop::has_ready_work() const noexcept {
+    return !impl_->local.empty() || impl_->remote_pending.load(std::memory_order_acquire);
+}
+
+void MainLoop::post(detail::UniqueFunction<void()> fn) {
+    if (t_loop == this) {
+        impl_->local.push_back(std::move(fn));
+        return;
+    }
+    bool was_empty;
+    {
+        std::lock_guard lock(impl_->remote_mutex);
+        was_empty = impl_->remote.empty();
+        impl_->remote.push_back(std::move(fn));
+        impl_->remote_pending.store(true, std::memory_order_release);
+    }
+    if (was_empty)
+        impl_->wake();
+}
+
+void MainLoop::stop() noexcept {
+    impl_->stop_requested.store(true, std::memory_order_release);
+    try {
+        impl_->wake();
+    } catch (...) {
+        // Posting can only fail on allocation; the flag is set, and the loop
+        // sees it at its next wake-up.
+    }
+}
+
+bool MainLoop::step(std::optional<Duration> timeout) {
+    if (t_loop != this)
+        throw WrongThread("MainLoop::step()/run() must be called on the loop's thread (the thread that "
+                          "created the MainLoop); post() work to it instead");
+    Impl& im = *impl_;
+    im.needs_shutdown = true;
+    ++im.depth;
+    struct DepthGuard {
+        int& d;
+        ~DepthGuard() { --d; }
+    } depth_guard{im.depth};
+
+    std::size_t ran = 0;
+    auto guarded = [&](auto&& fn) {
+        try {
+            ran += fn();
+        } catch (...) {
+            handle_exception(std::current_exception(), "asio handler");
+        }
+    };
+
+    if (!has_ready_work() && !im.stop_requested.load(std::memory_order_acquire)) {
+        if (!timeout)
+            guarded([&] { return im.io.run_one(); });
+        else if (*timeout > Duration::zero())
+            guarded([&] { return im.io.run_one_for(*timeout); });
+    }
+    guarded([&] { return im.io.poll(); });
+    if (im.io.stopped())
+        im.io.restart();
+    ran += im.drain_remote(*this);
+    ran += im.drain_local(*this);
+    if (!im.signals.step.empty())
+        im.signals.step.emit();
+    return ran > 0;
+}
+
+void MainLoop::run() {
+    if (t_loop != this)
+        throw WrongThread("MainLoop::run() must be called on the loop's thread (the thread that created "
+                          "the MainLoop)");
+    Impl& im = *impl_;
+    if (im.running)
+        throw LoopError("MainLoop::run(): the loop is already running; use step() or "
+                        "InProgress::wait() to run nested iterations");
+    im.running = true;
+    struct RunningGuard {
+        MainLoop& loop;
+        ~RunningGuard() {
+            loop.impl_->running = false;
+            loop.impl_->stop_requested.store(false);
+        }
+    } running_guard{*this};
+    while (!im.stop_requested.load(std::memory_order_acquire))
+        step();
+    detail::shutdown_loop(*this);
+}
+
+void MainLoop::handle_exception(std::exception_ptr e, std::string_view where) noexcept {
+    if (t_loop != this) {
+        try {
+            post([this, e, w = std::string(where)] { handle_exception(e, w); });
+        } catch (...) {
+            print_unhandled(e, where);
+        }
+        return;
+    }
+    if (t_reporting || impl_->signals.exception.empty()) {
+        print_unhandled(e, where);
+        return;
+    }
+    t_reporting = true;
+    try {
+        impl_->signals.exception.emit(e);
+    } catch (...) {
+        print_unhandled(std::current_exception(), "exception handler");
+    }
+    t_reporting = false;
+}
+
+bool is_main_thread() noexcept {
+    MainLoop* l = g_current.load(std::memory_order_acquire);
+    return !l || l->is_main_thread();
+}
+
+namespace detail {
+
+bool in_loop_context() noexcept {
+    MainLoop* l = g_current.load(std::memory_order_acquire);
+    return !l || t_loop == l;
+}
+
+void post_to_loop(UniqueFunction<void()> fn) {
+    MainLoop* l = g_current.load(std::memory_order_acquire);
+    if (!l) {
+        fn();
+        return;
+    }
+    l->post(std::move(fn));
+}
+
+void report_unhandled(std::exception_ptr e, const char* where) noexcept {
+    MainLoop* l = g_current.load(std::memory_order_acquire);
+    if (!l) {
+        print_unhandled(e, where);
+        return;
+    }
+    l->handle_exception(std::move(e), where);
+}
+
+void add_shutdown_hook(MainLoop& loop, UniqueFunction<void()> hook) {
+    loop.impl_->shutdown_hooks.push_back(std::move(hook));
+}
+
+void shutdown_loop(MainLoop& loop) {
+    MainLoop::Impl& im = *loop.impl_;
+    im.needs_shutdown = false;
+    // Hooks (coroutine registry, thread pools) run first so that the work
+    // they abort can still report through `exception`.
+    for (auto& hook : im.shutdown_hooks) {
+        try {
+            hook();
+        } catch (...) {
+            loop.handle_exception(std::current_exception(), "shutdown hook");
+        }
+    }
+    // Deliver what the hooks queued (abort notifications, results), within a
+    // bound: work that keeps re-queuing itself must not hold shutdown up.
+    for (int i = 0; i < 64 && loop.step(Duration::zero()); ++i) {
+    }
+    im.signals.shutdown.emit();
+    im.signals.shutdown.disconnect_all();
+}
+
+} // namespace detail
+
+} // namespace kaa

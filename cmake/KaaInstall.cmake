@@ -1,0 +1,38 @@
+# Install rules: the public headers, the library and a relocatable CMake package,
+# so that another project can say find_package(kaa) and link kaa::kaa.
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+set(KAA_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/kaa CACHE STRING
+    "Where kaaConfig.cmake is installed, relative to the prefix")
+
+install(TARGETS kaa
+  EXPORT kaaTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+
+# The whole tree, detail/ included: the public templates need it.
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/kaa
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+  FILES_MATCHING PATTERN "*.hpp")
+
+install(EXPORT kaaTargets
+  NAMESPACE kaa::
+  FILE kaaTargets.cmake
+  DESTINATION ${KAA_INSTALL_CMAKEDIR})
+
+configure_package_config_file(
+  ${PROJECT_SOURCE_DIR}/cmake/kaaConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/kaaConfig.cmake
+  INSTALL_DESTINATION ${KAA_INSTALL_CMAKEDIR})
+# 0.x: a new minor version may break the API.
+write_basic_package_version_file(
+  ${PROJECT_BINARY_DIR}/kaaConfigVersion.cmake
+  VERSION ${PROJECT_VERSION}
+  COMPATIBILITY SameMinorVersion)
+install(FILES
+  ${PROJECT_BINARY_DIR}/kaaConfig.cmake
+  ${PROJECT_BINARY_DIR}/kaaConfigVersion.cmake
+  DESTINATION ${KAA_INSTALL_CMAKEDIR})

@@ -39,11 +39,41 @@ struct MainLoop::Impl {
     asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
     std::thread::id thread = std::this_thread::get_id();
 
-    // Work for the next iteration, queued on the loop thread. `spare` keeps
-    // the capacity of the previous batch so that steady time-slicing does not
-    // allocate.
-    std::vector<Task> local;
-    std::vector<Task> spare;
+    // Work queued for the loop thread, in posting order: `local` from the
+    // loop thread itself, `remote_ready` moved over from `remote` by the loop.
+    // A task runs in an iteration that starts after it was queued (post()
+    // promises a later iteration), so step() runs each queue only up to the
+    // mark it took; what the iteration queues waits for the next one.
+    // The queues live here, not in step()'s frame, so that a nested step()
+    // (InProgress::wait inside a callback) runs what its caller's iteration
+    // has not reached yet; otherwise a callback waiting for work queued
+    // behind it would wait forever.
+    struct Queue {
+        std::vector<Task> items; // capacity is kept: steady time-slicing does not allocate
+        std::size_t head = 0;    // next task to run
+        std::uint64_t base = 0;  // number of items[0]; marks stay valid across compaction
+
+        std::uint64_t end() const noexcept { return base + items.size(); }
+        bool empty() const noexcept { return head == items.size(); }
+
+        // Runs the tasks numbered below `mark` that no (nested) iteration ran.
+        std::size_t run_until(MainLoop& self, std::uint64_t mark) {
+            std::size_t n = 0;
+            while (head < items.size() && base + head < mark) {
+                Task t = std::move(items[head++]);
+                if (head == items.size()) {
+                    base += items.size();
+                    items.clear();
+                    head = 0;
+                }
+                run_guarded(self, t, "posted callback");
+                ++n;
+            }
+            return n;
+        }
+    };
+    Queue local;
+    Queue remote_ready;
 
     // Work posted from other threads. `remote_pending` lets the loop skip the
     // lock when there is nothing.
@@ -65,33 +95,14 @@ struct MainLoop::Impl {
         asio::post(io, [] {});
     }
 
-    std::size_t drain_remote(MainLoop& self) {
+    void collect_remote() {
         if (!remote_pending.load(std::memory_order_acquire))
-            return 0;
-        std::vector<Task> batch;
-        {
-            std::lock_guard lock(remote_mutex);
-            batch.swap(remote);
-            remote_pending.store(false, std::memory_order_relaxed);
-        }
-        for (Task& t : batch)
-            run_guarded(self, t, "posted callback");
-        return batch.size();
-    }
-
-    std::size_t drain_local(MainLoop& self) {
-        if (local.empty())
-            return 0;
-        std::vector<Task> batch = std::move(local);
-        local = std::move(spare);
-        local.clear();
-        std::size_t n = batch.size();
-        for (Task& t : batch)
-            run_guarded(self, t, "posted callback");
-        batch.clear();
-        if (spare.capacity() < batch.capacity())
-            spare = std::move(batch);
-        return n;
+            return;
+        std::lock_guard lock(remote_mutex);
+        for (Task& t : remote)
+            remote_ready.items.push_back(std::move(t));
+        remote.clear();
+        remote_pending.store(false, std::memory_order_relaxed);
     }
 
     static void run_guarded(MainLoop& self, Task& t, const char* where) {
@@ -120,17 +131,28 @@ MainLoop::~MainLoop() {
         }
     }
     // Drop queued work while the loop is still current: its destructors may
-    // release InProgress states that report through the loop.
-    impl_->local.clear();
+    // release InProgress states that report through the loop. (Moved out
+    // first: a destructor may queue more, which must not land in a vector
+    // that is being cleared.)
+    for (Impl::Queue* q : {&impl_->local, &impl_->remote_ready}) {
+        std::vector<Task> dropped = std::move(q->items);
+        q->items.clear();
+        q->head = 0;
+    }
+    std::vector<Task> remote;
     {
         std::lock_guard lock(impl_->remote_mutex);
-        impl_->remote.clear();
+        remote.swap(impl_->remote);
     }
+    remote.clear();
     impl_->guard.reset();
-    impl_.reset();
+    // Stop being the current loop before the rest goes: slots still connected
+    // to the loop's signals may own failed InProgress states whose reports
+    // must reach stderr, not a loop whose Impl is half destroyed.
     if (t_loop == this)
         t_loop = nullptr;
     g_current.store(nullptr);
+    impl_.reset();
 }
 
 MainLoop& MainLoop::current() {
@@ -151,12 +173,13 @@ MainLoop::Signals& MainLoop::signals() noexcept { return impl_->signals; }
 asio::io_context& MainLoop::context() noexcept { return impl_->io; }
 
 bool MainLoop::has_ready_work() const noexcept {
-    return !impl_->local.empty() || impl_->remote_pending.load(std::memory_order_acquire);
+    return !impl_->local.empty() || !impl_->remote_ready.empty() ||
+           impl_->remote_pending.load(std::memory_order_acquire);
 }
 
 void MainLoop::post(detail::UniqueFunction<void()> fn) {
     if (t_loop == this) {
-        impl_->local.push_back(std::move(fn));
+        impl_->local.items.push_back(std::move(fn));
         return;
     }
     bool was_empty;
@@ -201,6 +224,7 @@ bool MainLoop::step(std::optional<Duration> timeout) {
         }
     };
 
+    const std::uint64_t local_mark = im.local.end();
     if (!has_ready_work() && !im.stop_requested.load(std::memory_order_acquire)) {
         if (!timeout)
             guarded([&] { return im.io.run_one(); });
@@ -210,8 +234,9 @@ bool MainLoop::step(std::optional<Duration> timeout) {
     guarded([&] { return im.io.poll(); });
     if (im.io.stopped())
         im.io.restart();
-    ran += im.drain_remote(*this);
-    ran += im.drain_local(*this);
+    im.collect_remote();
+    ran += im.remote_ready.run_until(*this, im.remote_ready.end());
+    ran += im.local.run_until(*this, local_mark);
     if (!im.signals.step.empty())
         im.signals.step.emit();
     return ran > 0;
@@ -312,6 +337,9 @@ void shutdown_loop(MainLoop& loop) {
     }
     im.signals.shutdown.emit();
     im.signals.shutdown.disconnect_all();
+    // The steps above marked the loop as stepped again; it is shut down now,
+    // and the destructor must not do it a second time.
+    im.needs_shutdown = false;
 }
 
 } // namespace detail

@@ -136,7 +136,9 @@ public:
     /// Connects `f` at the front: it runs before the slots already there.
     template <class F>
     Connection connect_first(F&& f) {
-        return added(core_->sig.connect(boost::signals2::at_front, std::forward<F>(f)));
+        // (Position after the slot: Signals2 reads connect(at_front, f) as
+        // connect(group 0, f), which appends.)
+        return added(core_->sig.connect(std::forward<F>(f), boost::signals2::at_front));
     }
 
     /// Connects `f` for one emission: it is disconnected before it runs.
@@ -148,8 +150,7 @@ public:
     /// connect_first + connect_once.
     template <class F>
     Connection connect_first_once(F&& f) {
-        return added(
-            core_->sig.connect_extended(boost::signals2::at_front, once_slot(std::forward<F>(f))));
+        return added(core_->sig.connect_extended(once_slot(std::forward<F>(f)), boost::signals2::at_front));
     }
 
     /// Connects `f` for as long as `owner` lives: once it is destroyed the
@@ -225,13 +226,18 @@ public:
     InProgress<next_type> next() {
         InProgress<next_type> ip;
         std::weak_ptr<detail::State<next_type>> weak = ip.typed_ptr();
-        Connection c = connect_once([weak](Args... args) {
+        // The slot tracks the operation, so once every handle is gone it is
+        // disconnected (Signals2 drops expired slots) instead of lingering
+        // until the next emission.
+        typename Boost::extended_slot_type slot(once_slot([weak](Args... args) {
             if (auto s = weak.lock()) {
                 InProgress<next_type> target(std::move(s));
                 if (!target.finished())
                     target.finish(std::forward<Args>(args)...);
             }
-        });
+        }));
+        slot.track_foreign(weak);
+        Connection c = added(core_->sig.connect_extended(slot));
         ip.typed().set_abort_hook([c](const InProgressAborted&, std::exception_ptr) mutable {
             c.disconnect();
             return false;

@@ -20,7 +20,10 @@ StateBase::~StateBase() {
 }
 
 void StateBase::complete(Status final) {
-    status_.store(final, std::memory_order_release);
+    // seq_cst, paired with wait_until(): the store must not be reordered
+    // after the load of blocking_waiters_, or a waiter that registered just
+    // before could miss the notification and block forever.
+    status_.store(final, std::memory_order_seq_cst);
     if (blocking_waiters_.load(std::memory_order_seq_cst) != 0)
         status_.notify_all();
     abort_hook_.reset();
@@ -58,7 +61,13 @@ void StateBase::fail_claimed(std::exception_ptr e, bool aborted) {
 
 std::uint32_t StateBase::add_callback(Callback cb) {
     if (finished()) {
-        cb(*this);
+        // As for callbacks run by complete(): an exception is reported, not
+        // thrown at whoever connected.
+        try {
+            cb(*this);
+        } catch (...) {
+            report_unhandled(std::current_exception(), "InProgress callback");
+        }
         return 0;
     }
     std::uint32_t id = ++next_id_;
@@ -107,12 +116,17 @@ Signal<void(const InProgressAborted&)>& StateBase::abort_signal() {
 }
 
 void StateBase::abort(std::shared_ptr<StateBase> self, const InProgressAborted& exc) {
-    if (status() != Status::pending)
+    if (finished())
         throw AlreadyFinished("abort(): the operation already finished; check finished() before "
                               "aborting, or connect to it instead");
     if (!abortable())
         throw NotAbortable("abort(): this operation cannot be aborted (it has no abort handler, or it "
                            "is a noabort() view); abort the operation it stands for instead");
+    // Claimed but not yet finished: its outcome is already decided (finished
+    // from another thread, or chained with finish(other)).
+    if (status() != Status::pending)
+        throw AlreadyFinished("abort(): the operation is already being finished (from another thread, "
+                              "or by finish(other)); connect to it instead");
     InProgressRef me(self);
     InProgressRef origin = exc.origin() ? exc.origin() : me;
     std::exception_ptr eptr = exc.with(me, origin);

@@ -92,6 +92,8 @@ public:
         return error_;
     }
     void mark_observed() noexcept { observed_.store(true, std::memory_order_relaxed); }
+    /// Whether it failed (or is failing) because of abort().
+    bool aborted() const noexcept { return aborted_; }
 
     bool abortable() const noexcept;
     void set_abortable(bool yes) noexcept { abortable_ = yes ? Abortable::yes : Abortable::no; }
@@ -388,6 +390,7 @@ void InProgress<T>::finish(const InProgress<T>& other) const {
     StateT& s = typed();
     if (other.state_ == state_)
         throw UsageError("InProgress::finish(other): an operation cannot finish with itself");
+    (void)other.st(); // an empty `other` throws EmptyHandle before this is claimed
     if (!s.claim())
         detail::throw_already_finished("finish(InProgress)");
     auto self = typed_ptr();
@@ -399,8 +402,9 @@ void InProgress<T>::finish(const InProgress<T>& other) const {
                 self->set_value(static_cast<StateT&>(o).value());
             self->complete(detail::Status::succeeded);
         } else {
-            // Responsibility for the failure moves to this operation.
-            self->fail_claimed(o.take_error());
+            // Responsibility for the failure moves to this operation; a
+            // failure caused by abort() stays one (never reported).
+            self->fail_claimed(o.take_error(), o.aborted());
         }
     };
     if (detail::in_loop_context())

@@ -1,0 +1,618 @@
+#include "kaa/main_loop.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <functional>
+#include <future>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include "kaa/in_progress.hpp"
+#include "test_support.hpp"
+
+using kaa::Duration;
+using kaa::MainLoop;
+using kaa::test::holds;
+using kaa::test::LoopTest;
+using kaa::test::message_of;
+
+// ---------------------------------------------------------------------------
+// Identity: one loop per process, current(), main thread.
+
+TEST(MainLoopLifetime, NoLoopMeansCurrentThrowsAndCurrentOrNullIsNull) {
+    EXPECT_EQ(MainLoop::current_or_null(), nullptr);
+    EXPECT_THROW(MainLoop::current(), kaa::LoopError);
+    EXPECT_THROW(kaa::main_loop(), kaa::LoopError);
+    EXPECT_TRUE(kaa::is_main_thread()) << "with no loop, every thread counts as the main thread";
+}
+
+TEST(MainLoopLifetime, SecondLoopThrowsLoopErrorAndANewOneWorksAfterDestruction) {
+    {
+        MainLoop first;
+        EXPECT_EQ(&MainLoop::current(), &first);
+        EXPECT_THROW(MainLoop second, kaa::LoopError);
+        // The failed construction did not disturb the existing loop.
+        EXPECT_EQ(MainLoop::current_or_null(), &first);
+        EXPECT_TRUE(first.is_main_thread());
+    }
+    EXPECT_EQ(MainLoop::current_or_null(), nullptr);
+    MainLoop again;
+    EXPECT_EQ(&MainLoop::current(), &again);
+    bool ran = false;
+    again.post([&] { ran = true; });
+    again.step(Duration::zero());
+    EXPECT_TRUE(ran);
+}
+
+TEST(MainLoopLifetime, SecondLoopFromAnotherThreadThrowsLoopError) {
+    MainLoop loop;
+    std::thread t([] { EXPECT_THROW(MainLoop other, kaa::LoopError); });
+    t.join();
+    EXPECT_EQ(MainLoop::current_or_null(), &loop);
+}
+
+TEST(MainLoopLifetime, ANewLoopOnAnotherThreadMakesThatThreadTheMainThread) {
+    {
+        MainLoop first;
+    }
+    std::promise<void> created, release;
+    std::shared_future<void> released = release.get_future().share();
+    std::thread t([&] {
+        MainLoop loop;
+        EXPECT_TRUE(loop.is_main_thread());
+        created.set_value();
+        released.wait();
+    });
+    created.get_future().wait();
+    ASSERT_NE(MainLoop::current_or_null(), nullptr);
+    EXPECT_FALSE(MainLoop::current_or_null()->is_main_thread());
+    EXPECT_FALSE(kaa::is_main_thread());
+    release.set_value();
+    t.join();
+}
+
+using MainLoopTest = LoopTest;
+
+TEST_F(MainLoopTest, CurrentIsThisLoop) {
+    EXPECT_EQ(&MainLoop::current(), &loop);
+    EXPECT_EQ(MainLoop::current_or_null(), &loop);
+    EXPECT_EQ(&kaa::main_loop(), &loop);
+}
+
+TEST_F(MainLoopTest, IsMainThreadOnLoopThreadOnlyNotOnStdThread) {
+    EXPECT_TRUE(loop.is_main_thread());
+    EXPECT_TRUE(kaa::is_main_thread());
+    bool member = true, free_fn = true;
+    std::thread t([&] {
+        member = loop.is_main_thread();
+        free_fn = kaa::is_main_thread();
+    });
+    t.join();
+    EXPECT_FALSE(member);
+    EXPECT_FALSE(free_fn);
+}
+
+TEST_F(MainLoopTest, IsRunningOnlyInsideRun) {
+    EXPECT_FALSE(loop.is_running());
+    bool inside = false;
+    run_in_loop([&] {
+        inside = loop.is_running();
+        loop.stop();
+    });
+    EXPECT_TRUE(inside);
+    EXPECT_FALSE(loop.is_running());
+}
+
+// ---------------------------------------------------------------------------
+// post()
+
+TEST_F(MainLoopTest, PostFromLoopThreadNeverRunsSynchronously) {
+    int ran = 0;
+    loop.post([&] { ++ran; });
+    EXPECT_EQ(ran, 0);
+    EXPECT_TRUE(loop.has_ready_work());
+    EXPECT_TRUE(loop.step(Duration::zero()));
+    EXPECT_EQ(ran, 1);
+    EXPECT_FALSE(loop.has_ready_work());
+}
+
+TEST_F(MainLoopTest, PostFromInsideACallbackRunsOnALaterIteration) {
+    std::vector<int> iteration_of;
+    int iteration = 0;
+    loop.signals().step.connect([&] { ++iteration; });
+    loop.post([&] {
+        iteration_of.push_back(iteration);
+        loop.post([&] {
+            iteration_of.push_back(iteration);
+            loop.post([&] { iteration_of.push_back(iteration); });
+        });
+    });
+    step_n(3);
+    ASSERT_EQ(iteration_of.size(), 3u);
+    EXPECT_EQ(iteration_of[0], 0);
+    EXPECT_EQ(iteration_of[1], 1);
+    EXPECT_EQ(iteration_of[2], 2);
+}
+
+TEST_F(MainLoopTest, PostingOrderIsPreserved) {
+    std::vector<int> order;
+    for (int i = 0; i < 100; ++i)
+        loop.post([&order, i] { order.push_back(i); });
+    loop.step(Duration::zero());
+    ASSERT_EQ(order.size(), 100u);
+    for (int i = 0; i < 100; ++i)
+        EXPECT_EQ(order[i], i);
+}
+
+TEST_F(MainLoopTest, PostingOrderFromAnotherThreadIsPreserved) {
+    std::vector<int> order;
+    std::thread t([&] {
+        for (int i = 0; i < 1000; ++i)
+            loop.post([&order, i] { order.push_back(i); });
+    });
+    t.join();
+    ASSERT_TRUE(step_until([&] { return order.size() == 1000; }));
+    for (int i = 0; i < 1000; ++i)
+        ASSERT_EQ(order[i], i);
+}
+
+TEST_F(MainLoopTest, PostFromAnotherThreadWakesABlockedStepAndRunsOnTheLoopThread) {
+    const auto loop_thread = std::this_thread::get_id();
+    std::atomic<bool> ran{false};
+    std::thread::id ran_on;
+    std::thread t([&] {
+        loop.post([&] {
+            ran_on = std::this_thread::get_id();
+            ran = true;
+        });
+    });
+    // step() without a timeout blocks until something arrives: only the post
+    // (and its wake-up) can end it. Bounded, so a lost wake-up hangs visibly
+    // in ctest rather than spinning.
+    for (int i = 0; i < 100 && !ran; ++i)
+        loop.step();
+    t.join();
+    ASSERT_TRUE(ran);
+    EXPECT_EQ(ran_on, loop_thread);
+}
+
+TEST_F(MainLoopTest, PostFromAnotherThreadWhileRunning) {
+    const auto loop_thread = std::this_thread::get_id();
+    std::thread::id ran_on;
+    std::promise<void> go;
+    std::thread t([&] {
+        go.get_future().wait();
+        loop.post([&] {
+            ran_on = std::this_thread::get_id();
+            loop.stop();
+        });
+    });
+    run_in_loop([&] { go.set_value(); });
+    t.join();
+    EXPECT_EQ(ran_on, loop_thread);
+}
+
+TEST_F(MainLoopTest, ManyThreadsPostingAllRun) {
+    constexpr int threads = 4, per_thread = 500;
+    int total = 0;
+    std::vector<std::thread> ts;
+    for (int i = 0; i < threads; ++i)
+        ts.emplace_back([&] {
+            for (int k = 0; k < per_thread; ++k)
+                loop.post([&] { ++total; });
+        });
+    ASSERT_TRUE(step_until([&] { return total == threads * per_thread; }, 100000));
+    for (auto& t : ts)
+        t.join();
+    EXPECT_EQ(total, threads * per_thread);
+}
+
+TEST_F(MainLoopTest, WorkPostedByAnAsioHandlerRunsOnTheNextIteration) {
+    int iteration = 0;
+    int ran_in = -1;
+    loop.signals().step.connect([&] { ++iteration; });
+    boost::asio::post(loop.context(), [&] { loop.post([&] { ran_in = iteration; }); });
+    loop.step(Duration::zero());
+    EXPECT_EQ(ran_in, -1) << "work posted during an iteration must wait for the next one";
+    loop.step(Duration::zero());
+    EXPECT_EQ(ran_in, 1);
+}
+
+TEST_F(MainLoopTest, WorkPostedByCrossThreadWorkRunsOnTheNextIteration) {
+    int iteration = 0;
+    int ran_in = -1;
+    bool remote_ran = false;
+    loop.signals().step.connect([&] { ++iteration; });
+    std::thread t([&] {
+        loop.post([&] {
+            remote_ran = true;
+            loop.post([&] { ran_in = iteration; });
+        });
+    });
+    t.join();
+    ASSERT_TRUE(step_until([&] { return remote_ran; }));
+    EXPECT_EQ(ran_in, -1) << "work posted during an iteration must wait for the next one";
+    const int posted_in = iteration - 1;
+    loop.step(Duration::zero());
+    EXPECT_EQ(ran_in, posted_in + 1);
+}
+
+TEST_F(MainLoopTest, StepReturnsWhetherWorkRan) {
+    EXPECT_FALSE(loop.step(Duration::zero()));
+    loop.post([] {});
+    EXPECT_TRUE(loop.step(Duration::zero()));
+    EXPECT_FALSE(loop.step(Duration::zero()));
+}
+
+TEST_F(MainLoopTest, StepWithTimeoutReturnsWhenNothingArrives) {
+    // Only asserts that it returns; the duration is not measured.
+    EXPECT_FALSE(loop.step(std::chrono::milliseconds(1)));
+}
+
+// ---------------------------------------------------------------------------
+// run() / stop()
+
+TEST_F(MainLoopTest, StopFromACallbackEndsRun) {
+    // A callback that re-posts itself keeps iterations coming; the third
+    // iteration's `step` slot stops the loop, so no fourth regular iteration
+    // starts (shutdown still delivers what was queued).
+    int iterations = 0, ticks = 0, ticks_at_stop = 0;
+    bool stopped = false;
+    loop.signals().step.connect([&] {
+        if (++iterations == 3) {
+            loop.stop();
+            stopped = true;
+            ticks_at_stop = ticks;
+        }
+    });
+    std::function<void()> tick = [&] {
+        ++ticks;
+        if (!stopped)
+            loop.post([&] { tick(); });
+    };
+    run_in_loop([&] { tick(); });
+    EXPECT_TRUE(stopped);
+    EXPECT_EQ(ticks_at_stop, 3);
+    EXPECT_EQ(ticks, 4) << "the tick queued before stop() is delivered at shutdown";
+    EXPECT_FALSE(loop.is_running());
+}
+
+TEST_F(MainLoopTest, StopFromAnotherThreadEndsRun) {
+    std::promise<void> running;
+    std::thread t([&] {
+        running.get_future().wait();
+        loop.stop();
+    });
+    run_in_loop([&] { running.set_value(); });
+    t.join();
+    EXPECT_FALSE(loop.is_running());
+}
+
+TEST_F(MainLoopTest, RunAfterStopRunsAgain) {
+    for (int round = 0; round < 3; ++round) {
+        bool ran = false;
+        run_in_loop([&] {
+            ran = true;
+            loop.stop();
+        });
+        EXPECT_TRUE(ran) << "round " << round;
+    }
+}
+
+TEST_F(MainLoopTest, RunWhileRunningThrowsLoopError) {
+    bool threw = false;
+    run_in_loop([&] {
+        try {
+            loop.run();
+        } catch (const kaa::LoopError&) {
+            threw = true;
+        }
+        loop.stop();
+    });
+    EXPECT_TRUE(threw);
+}
+
+TEST_F(MainLoopTest, StepAndRunOffTheLoopThreadThrowWrongThread) {
+    bool step_threw = false, run_threw = false;
+    std::thread t([&] {
+        try {
+            loop.step(Duration::zero());
+        } catch (const kaa::WrongThread&) {
+            step_threw = true;
+        }
+        try {
+            loop.run();
+        } catch (const kaa::WrongThread&) {
+            run_threw = true;
+        }
+    });
+    t.join();
+    EXPECT_TRUE(step_threw);
+    EXPECT_TRUE(run_threw);
+    EXPECT_FALSE(loop.is_running());
+}
+
+TEST_F(MainLoopTest, WrongThreadIsAUsageError) {
+    static_assert(std::is_base_of_v<kaa::UsageError, kaa::WrongThread>);
+    static_assert(std::is_base_of_v<kaa::UsageError, kaa::LoopError>);
+    static_assert(std::is_base_of_v<std::logic_error, kaa::UsageError>);
+}
+
+TEST_F(MainLoopTest, StepSignalOncePerIteration) {
+    int steps = 0;
+    loop.signals().step.connect([&] { ++steps; });
+    for (int i = 1; i <= 5; ++i) {
+        loop.step(Duration::zero());
+        EXPECT_EQ(steps, i);
+    }
+    loop.post([] {});
+    loop.post([] {});
+    loop.step(Duration::zero());
+    EXPECT_EQ(steps, 6) << "two posted callbacks are one iteration";
+}
+
+TEST_F(MainLoopTest, StepSignalDuringRunCountsIterations) {
+    int steps = 0, posted_runs = 0;
+    loop.signals().step.connect([&] { ++steps; });
+    // A callback that re-posts itself runs once per iteration.
+    std::function<void()> again = [&] {
+        if (++posted_runs < 10)
+            loop.post([&] { again(); });
+        else
+            loop.stop();
+    };
+    run_in_loop([&] { again(); });
+    EXPECT_EQ(posted_runs, 10);
+    EXPECT_GE(steps, 10);
+}
+
+TEST_F(MainLoopTest, ShutdownEmittedOnceWhenRunEndsAndSlotsDisconnected) {
+    int shutdowns = 0;
+    bool running_during_shutdown = true;
+    loop.signals().shutdown.connect([&] {
+        ++shutdowns;
+        running_during_shutdown = loop.is_running();
+    });
+    run_in_loop([&] {
+        EXPECT_EQ(shutdowns, 0);
+        loop.stop();
+    });
+    EXPECT_EQ(shutdowns, 1);
+    EXPECT_EQ(loop.signals().shutdown.count(), 0u) << "shutdown slots are disconnected after emission";
+    // A second run does not call the old slot again.
+    run_in_loop([&] { loop.stop(); });
+    EXPECT_EQ(shutdowns, 1);
+}
+
+TEST(MainLoopShutdown, NotEmittedAgainByTheDestructorAfterRun) {
+    int late = 0;
+    {
+        MainLoop loop;
+        loop.post([&] { loop.stop(); });
+        loop.run();
+        // Connected after run() ended: the loop was shut down already, so
+        // destroying it must not emit `shutdown` a second time.
+        loop.signals().shutdown.connect([&] { ++late; });
+    }
+    EXPECT_EQ(late, 0);
+}
+
+TEST(MainLoopShutdown, EmittedByTheDestructorIfSteppedButNeverRun) {
+    int shutdowns = 0;
+    {
+        MainLoop loop;
+        loop.signals().shutdown.connect([&] { ++shutdowns; });
+        loop.step(Duration::zero());
+    }
+    EXPECT_EQ(shutdowns, 1);
+}
+
+TEST(MainLoopShutdown, NotEmittedIfNeverStepped) {
+    int shutdowns = 0;
+    {
+        MainLoop loop;
+        loop.signals().shutdown.connect([&] { ++shutdowns; });
+    }
+    EXPECT_EQ(shutdowns, 0);
+}
+
+TEST(MainLoopShutdown, ShutdownHooksRunOncePerRun) {
+    int hooks = 0;
+    {
+        MainLoop loop;
+        kaa::detail::add_shutdown_hook(loop, [&] { ++hooks; });
+        loop.post([&] { loop.stop(); });
+        loop.run();
+        EXPECT_EQ(hooks, 1);
+    }
+    EXPECT_EQ(hooks, 1) << "the destructor must not shut down a loop that run() already shut down";
+}
+
+// ---------------------------------------------------------------------------
+// Exceptions escaping callbacks
+
+TEST_F(MainLoopTest, ThrowingPostedCallbackGoesToExceptionSignalAndLoopKeepsRunning) {
+    bool later_ran = false;
+    run_in_loop([&] {
+        loop.post([] { throw std::runtime_error("boom"); });
+        loop.post([&] {
+            later_ran = true;
+            loop.post([&] { loop.stop(); });
+        });
+    });
+    EXPECT_TRUE(later_ran);
+    auto seen = reports.take();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_TRUE(holds<std::runtime_error>(seen[0]));
+    EXPECT_EQ(message_of(seen[0]), "boom");
+}
+
+TEST_F(MainLoopTest, ThrowingCrossThreadPostedCallbackIsReported) {
+    std::thread t([&] { loop.post([] { throw std::invalid_argument("remote"); }); });
+    t.join();
+    ASSERT_TRUE(step_until([&] { return !reports.empty(); }));
+    auto seen = reports.take();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_TRUE(holds<std::invalid_argument>(seen[0]));
+}
+
+TEST_F(MainLoopTest, ThrowingAsioHandlerIsReported) {
+    boost::asio::post(loop.context(), [] { throw std::runtime_error("asio"); });
+    loop.step(Duration::zero());
+    auto seen = reports.take();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(message_of(seen[0]), "asio");
+}
+
+TEST_F(MainLoopTest, HandleExceptionFromAnotherThreadArrivesOnTheLoopThread) {
+    const auto loop_thread = std::this_thread::get_id();
+    std::thread::id seen_on;
+    loop.signals().exception.connect([&](std::exception_ptr) { seen_on = std::this_thread::get_id(); });
+    std::thread t([&] { loop.handle_exception(std::make_exception_ptr(std::runtime_error("x")), "test"); });
+    t.join();
+    ASSERT_TRUE(step_until([&] { return !reports.empty(); }));
+    EXPECT_EQ(seen_on, loop_thread);
+    EXPECT_EQ(reports.take().size(), 1u);
+}
+
+TEST_F(MainLoopTest, UnhandledWithNothingConnectedIsPrintedWithTypeAndMessage) {
+    reports.disconnect();
+    loop.post([] { throw std::runtime_error("printed-boom"); });
+    testing::internal::CaptureStderr();
+    loop.step(Duration::zero());
+    std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("std::runtime_error"), std::string::npos) << err;
+    EXPECT_NE(err.find("printed-boom"), std::string::npos) << err;
+}
+
+TEST_F(MainLoopTest, NonStdExceptionIsPrintedWithItsType) {
+    reports.disconnect();
+    loop.post([] { throw 42; });
+    testing::internal::CaptureStderr();
+    loop.step(Duration::zero());
+    std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("int"), std::string::npos) << err;
+}
+
+TEST_F(MainLoopTest, ThrowingExceptionHandlerIsPrintedNotRecursed) {
+    int handler_calls = 0;
+    loop.signals().exception.connect([&](std::exception_ptr) {
+        ++handler_calls;
+        throw std::logic_error("handler-fails");
+    });
+    loop.post([] { throw std::runtime_error("first"); });
+    testing::internal::CaptureStderr();
+    loop.step(Duration::zero());
+    std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(handler_calls, 1);
+    EXPECT_NE(err.find("handler-fails"), std::string::npos) << err;
+    EXPECT_EQ(reports.take().size(), 1u);
+    // The loop still works and reports again through the handler.
+    loop.post([] { throw std::runtime_error("second"); });
+    testing::internal::CaptureStderr();
+    loop.step(Duration::zero());
+    testing::internal::GetCapturedStderr();
+    EXPECT_EQ(handler_calls, 2);
+    EXPECT_EQ(reports.take().size(), 1u);
+}
+
+TEST_F(MainLoopTest, StopCannotBeVetoedByExceptionHandlers) {
+    // A handler that swallows everything (kaa's "return False") and a
+    // callback that keeps throwing: stop() still ends run().
+    loop.signals().exception.connect([](std::exception_ptr) {});
+    int throws = 0;
+    std::function<void()> thrower = [&] {
+        ++throws;
+        loop.post([&] { thrower(); });
+        if (throws == 3)
+            loop.stop();
+        throw std::runtime_error("again");
+    };
+    run_in_loop([&] { thrower(); });
+    EXPECT_GE(throws, 3);
+    reports.take();
+}
+
+TEST_F(MainLoopTest, ExceptionFromShutdownSlotDoesNotPreventShutdown) {
+    bool second = false;
+    loop.signals().shutdown.connect([] { throw std::runtime_error("shutdown-slot"); });
+    loop.signals().shutdown.connect([&] { second = true; });
+    run_in_loop([&] { loop.stop(); });
+    EXPECT_TRUE(second);
+    EXPECT_EQ(reports.take().size(), 1u);
+}
+
+// ---------------------------------------------------------------------------
+// Nesting
+
+TEST_F(MainLoopTest, NestedWaitInPostedWorkSeesWorkQueuedAfterIt) {
+    // The waiting callback and the one that finishes its operation are in the
+    // same batch: the nested iterations must run the rest of the batch.
+    kaa::InProgress<int> ip;
+    int got = 0;
+    loop.post([&] { got = ip.wait(); });
+    loop.post([&] { ip.finish(7); });
+    loop.step(Duration::zero());
+    EXPECT_EQ(got, 7);
+}
+
+TEST_F(MainLoopTest, NestedWaitInCrossThreadWorkSeesLaterCrossThreadWork) {
+    kaa::InProgress<int> ip;
+    int got = 0;
+    std::thread t([&] {
+        loop.post([&] { got = ip.wait(); });
+        ip.finish(9); // posts the delivery right behind the waiter
+    });
+    t.join();
+    ASSERT_TRUE(step_until([&] { return got != 0; }, 10));
+    EXPECT_EQ(got, 9);
+}
+
+TEST_F(MainLoopTest, NestedStepsRunEachTaskOnce) {
+    std::vector<int> order;
+    loop.post([&] {
+        order.push_back(1);
+        loop.step(Duration::zero()); // nested: runs 2 and 3
+        order.push_back(10);
+    });
+    loop.post([&] { order.push_back(2); });
+    loop.post([&] { order.push_back(3); });
+    loop.step(Duration::zero());
+    loop.step(Duration::zero());
+    EXPECT_EQ(order, (std::vector<int>{1, 2, 3, 10}));
+}
+
+// ---------------------------------------------------------------------------
+// Destruction
+
+TEST(MainLoopDestruction, QueuedWorkIsDroppedNotRun) {
+    int ran = 0;
+    auto token = std::make_shared<int>(0);
+    std::weak_ptr<int> weak = token;
+    {
+        MainLoop loop;
+        loop.post([&ran, token = std::move(token)] { ++ran; });
+    }
+    EXPECT_EQ(ran, 0);
+    EXPECT_TRUE(weak.expired());
+}
+
+TEST(MainLoopDestruction, StepSlotHoldingAFailedOperationIsReportedSafely) {
+    // A slot still connected to a loop signal keeps a failed, unobserved
+    // InProgress; it is released while the loop is being destroyed.
+    testing::internal::CaptureStderr();
+    {
+        MainLoop loop;
+        auto ip = kaa::make_failed<int>(std::make_exception_ptr(std::runtime_error("late")));
+        loop.signals().step.connect([ip] {});
+    }
+    std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("late"), std::string::npos) << err;
+}

@@ -198,12 +198,15 @@ public:
     void operator()(Args... args) const { emit(std::forward<Args>(args)...); }
 
     /// Emits from the loop on a later iteration (safe from any thread); the
-    /// arguments are copied.
+    /// arguments are copied. Nothing is emitted if the Signal is destroyed
+    /// meanwhile.
     void emit_deferred(Args... args) const {
-        detail::post_to_loop(
-            [core = core_, a = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)]() mutable {
+        // Weak: the slots of a destroyed signal often capture its owner.
+        detail::post_to_loop([weak = std::weak_ptr<Core>(core_),
+                              a = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)]() mutable {
+            if (auto core = weak.lock())
                 std::apply([&](auto&... v) { core->sig(v...); }, a);
-            });
+        });
     }
 
     /// Number of connected slots (dead weak slots are not counted).

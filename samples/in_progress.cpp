@@ -101,8 +101,8 @@ void noabort_view() {
     kaa::InProgress<int> view = shared_job.noabort();
     try {
         view.abort();
-    } catch (const kaa::UsageError&) { // NotAbortable
-        say("abort() on the view throws", kaa::describe(std::current_exception()));
+    } catch (const kaa::NotAbortable& e) {
+        say("NotAbortable:", e.what());
     }
     shared_job.finish(7);
     say("the view finishes with the job:", view.result());

@@ -14,12 +14,34 @@ namespace kaa {
 
 namespace detail {
 
+namespace {
+// An abort is intentional: whoever aborted knows. A timeout is an error.
+bool is_silent_abort(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const TimeoutError&) {
+        return false;
+    } catch (const InProgressAborted&) {
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+} // namespace
+
 StateBase::~StateBase() {
-    if (status() == Status::failed && !observed_.load(std::memory_order_relaxed) && !aborted_)
+    // (Out of line so that Signal and Progress are complete here.)
+    if (status() == Status::failed && !observed_.load(std::memory_order_relaxed) && !aborted_ &&
+        !is_silent_abort(error_))
         report_unhandled(error_, "InProgress (failed, and nobody observed the exception)");
 }
 
-void StateBase::complete(Status final) {
+void StateBase::complete(Status final, const std::shared_ptr<StateBase>& self) {
+    // With several callbacks, one of them may drop the last handle while the
+    // others still need this state.
+    std::shared_ptr<StateBase> keep_alive;
+    if (!more_.empty())
+        keep_alive = self;
     // seq_cst, paired with wait_until(): the store must not be reordered
     // after the load of blocking_waiters_, or a waiter that registered just
     // before could miss the notification and block forever.
@@ -51,15 +73,14 @@ void StateBase::complete(Status final) {
     }
 }
 
-void StateBase::fail_claimed(std::exception_ptr e, bool aborted) {
+void StateBase::fail_claimed(std::exception_ptr e, const std::shared_ptr<StateBase>& self, bool aborted) {
     error_ = std::move(e);
-    if (aborted) {
+    if (aborted)
         aborted_ = true;
-    }
-    complete(Status::failed);
+    complete(Status::failed, self);
 }
 
-std::uint32_t StateBase::add_callback(Callback cb) {
+std::uint32_t StateBase::add_callback(Callback cb, bool counted) {
     if (finished()) {
         // As for callbacks run by complete(): an exception is reported, not
         // thrown at whoever connected.
@@ -72,10 +93,11 @@ std::uint32_t StateBase::add_callback(Callback cb) {
     }
     std::uint32_t id = ++next_id_;
     if (!first_.fn && more_.empty())
-        first_ = Entry{id, std::move(cb)};
+        first_ = Entry{id, counted, std::move(cb)};
     else
-        more_.push_back(Entry{id, std::move(cb)});
-    ++listeners_;
+        more_.push_back(Entry{id, counted, std::move(cb)});
+    if (counted)
+        ++listeners_;
     return id;
 }
 
@@ -84,13 +106,15 @@ bool StateBase::remove_callback(std::uint32_t id) noexcept {
         return false;
     if (first_.id == id && first_.fn) {
         first_.fn.reset();
-        --listeners_;
+        if (first_.counted)
+            --listeners_;
         return true;
     }
     for (Entry& e : more_) {
         if (e.id == id && e.fn) {
             e.fn.reset();
-            --listeners_;
+            if (e.counted)
+                --listeners_;
             return true;
         }
     }
@@ -138,15 +162,22 @@ void StateBase::abort(std::shared_ptr<StateBase> self, const InProgressAborted& 
         // The exception object lives on in eptr; the reference stays valid.
     }
     aborted_ = true;
-    bool finishes_itself = false;
-    if (abort_hook_) {
-        AbortHook hook = std::move(abort_hook_);
-        finishes_itself = hook(*typed, eptr);
-    }
+    // As kaa: the abort handlers that others connected run first, then the
+    // producer stops the work, then the exception callbacks run.
     if (abort_signal_ && !abort_signal_->empty())
         abort_signal_->emit(*typed);
+    bool finishes_itself = false;
+    if (abort_hook_) {
+        // Called from a local: the hook may end the operation, which drops
+        // the hook. If it stays unfinished, the hook goes back (a second
+        // abort of an aborted-but-still-unwinding coroutine is then a no-op).
+        AbortHook hook = std::move(abort_hook_);
+        finishes_itself = hook(*typed, eptr);
+        if (status() == Status::pending && !abort_hook_)
+            abort_hook_ = std::move(hook);
+    }
     if (!finishes_itself && claim())
-        fail_claimed(eptr, true);
+        fail_claimed(eptr, self, true);
 }
 
 bool StateBase::wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) const {
@@ -270,8 +301,8 @@ InProgressAborted::InProgressAborted(const InProgressAborted&) = default;
 InProgressAborted& InProgressAborted::operator=(const InProgressAborted&) = default;
 InProgressAborted::~InProgressAborted() = default;
 
-InProgressRef InProgressAborted::inprogress() const { return InProgressRef(inprogress_); }
-InProgressRef InProgressAborted::origin() const { return InProgressRef(origin_); }
+InProgressRef InProgressAborted::inprogress() const { return InProgressRef(inprogress_.lock()); }
+InProgressRef InProgressAborted::origin() const { return InProgressRef(origin_.lock()); }
 
 std::exception_ptr InProgressAborted::with_inprogress(const InProgressRef& ip) const {
     return with(ip, origin());

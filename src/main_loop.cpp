@@ -317,6 +317,8 @@ void report_unhandled(std::exception_ptr e, const char* where) noexcept {
 
 void add_shutdown_hook(MainLoop& loop, UniqueFunction<void()> hook) {
     loop.impl_->shutdown_hooks.push_back(std::move(hook));
+    // Work that needs unwinding exists even if the loop never stepped.
+    loop.impl_->needs_shutdown = true;
 }
 
 void shutdown_loop(MainLoop& loop) {
@@ -324,7 +326,10 @@ void shutdown_loop(MainLoop& loop) {
     im.needs_shutdown = false;
     // Hooks (coroutine registry, thread pools) run first so that the work
     // they abort can still report through `exception`.
-    for (auto& hook : im.shutdown_hooks) {
+    // Hooks are one-shot: whoever needs the next shutdown registers again.
+    auto hooks = std::move(im.shutdown_hooks);
+    im.shutdown_hooks.clear();
+    for (auto& hook : hooks) {
         try {
             hook();
         } catch (...) {

@@ -87,6 +87,11 @@ public:
 /// `inprogress()` is the operation that was being waited on (or aborted);
 /// `origin()` is the operation whose abort() started the cascade. Either may
 /// be empty (e.g. a coroutine aborted while time-slicing waited on nothing).
+/// The exception refers to them weakly: once nothing else holds an operation,
+/// the accessor returns an empty InProgressRef.
+///
+/// A failure with InProgressAborted is never reported as unhandled (an abort
+/// is intentional); a TimeoutError is, like any other error.
 class InProgressAborted {
 public:
     explicit InProgressAborted(std::string message = "InProgress aborted");
@@ -111,9 +116,11 @@ public:
     virtual std::exception_ptr with(const InProgressRef& ip, const InProgressRef& origin) const;
 
 protected:
+    // Weak: an aborted operation stores this exception as its failure, and a
+    // strong reference back to itself would keep it alive forever.
     std::string message_;
-    std::shared_ptr<detail::StateBase> inprogress_;
-    std::shared_ptr<detail::StateBase> origin_;
+    std::weak_ptr<detail::StateBase> inprogress_;
+    std::weak_ptr<detail::StateBase> origin_;
 };
 
 /// An InProgress.timeout() ran out. It is an InProgressAborted, as in kaa,

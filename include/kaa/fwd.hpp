@@ -21,6 +21,7 @@ class Timer;
 class OneShotTimer;
 class WeakTimer;
 class AtTimer;
+class Progress;
 
 namespace detail {
 class StateBase;

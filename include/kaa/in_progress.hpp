@@ -71,15 +71,18 @@ public:
     }
 
     /// After claim(), on the loop thread: publish the outcome and run the
-    /// callbacks. The value (State<T>) or error_ must be set before.
-    void complete(Status final);
+    /// callbacks. The value (State<T>) or error_ must be set before. `self`
+    /// (a handle to this state) keeps it alive while several callbacks run.
+    void complete(Status final, const std::shared_ptr<StateBase>& self);
     /// claim() + complete(failed) with `e`; loop thread. `aborted` failures
     /// are never reported as unhandled.
-    void fail_claimed(std::exception_ptr e, bool aborted = false);
+    void fail_claimed(std::exception_ptr e, const std::shared_ptr<StateBase>& self, bool aborted = false);
 
     /// Adds a callback (loop thread). If already finished, calls it at once
     /// and returns 0; otherwise returns an id for remove_callback().
-    std::uint32_t add_callback(Callback cb);
+    /// Internal bookkeeping passes `counted = false` so that it does not look
+    /// like somebody waiting (see listener_count).
+    std::uint32_t add_callback(Callback cb, bool counted = true);
     bool remove_callback(std::uint32_t id) noexcept;
     /// How many callbacks wait for this operation (the abort cascade spares
     /// operations that someone else still waits on).
@@ -103,6 +106,11 @@ public:
     /// The abort algorithm (loop thread). See InProgressRef::abort.
     void abort(std::shared_ptr<StateBase> self, const InProgressAborted& exc);
 
+    /// The coroutine running this operation, if any (library plumbing).
+    void* coroutine = nullptr;
+    /// The operation's progress, if its producer reports any.
+    std::shared_ptr<Progress> progress;
+
     /// Blocks a non-loop thread until finished, or until `deadline`.
     bool wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) const;
 
@@ -113,6 +121,7 @@ private:
     enum class Abortable : std::uint8_t { automatic, yes, no };
     struct Entry {
         std::uint32_t id = 0;
+        bool counted = true;
         Callback fn;
     };
 
@@ -133,7 +142,7 @@ private:
 };
 
 template <class T>
-class State final : public StateBase {
+class State : public StateBase {
 public:
     template <class... A>
     void set_value(A&&... a) {
@@ -146,7 +155,7 @@ private:
 };
 
 template <>
-class State<void> final : public StateBase {
+class State<void> : public StateBase {
 public:
     void set_value() noexcept {}
 };
@@ -214,6 +223,9 @@ public:
         return *this;
     }
 
+    /// The operation's Progress, or nullptr if its producer reports none.
+    std::shared_ptr<Progress> progress() const { return st().progress; }
+
     /// Blocks until finished, at most `timeout`; returns whether it finished.
     /// On the loop thread it runs nested loop iterations; elsewhere it blocks.
     bool wait_for(std::optional<Duration> timeout) const;
@@ -264,14 +276,15 @@ public:
             detail::throw_already_finished("finish()");
         if (detail::in_loop_context()) {
             s.set_value(std::forward<A>(a)...);
-            s.complete(detail::Status::succeeded);
+            s.complete(detail::Status::succeeded, state_);
         } else {
             if constexpr (std::is_void_v<T>) {
-                detail::post_to_loop([p = typed_ptr()] { p->complete(detail::Status::succeeded); });
+                detail::post_to_loop([p = state_] { p->complete(detail::Status::succeeded, p); });
             } else {
                 detail::post_to_loop([p = typed_ptr(), v = T(std::forward<A>(a)...)]() mutable {
                     p->set_value(std::move(v));
-                    p->complete(detail::Status::succeeded);
+                    std::shared_ptr<detail::StateBase> b = p;
+                    p->complete(detail::Status::succeeded, b);
                 });
             }
         }
@@ -288,9 +301,9 @@ public:
         if (!s.claim())
             detail::throw_already_finished("fail()");
         if (detail::in_loop_context())
-            s.fail_claimed(std::move(e));
+            s.fail_claimed(std::move(e), state_);
         else
-            detail::post_to_loop([p = typed_ptr(), e = std::move(e)]() mutable { p->fail_claimed(std::move(e)); });
+            detail::post_to_loop([p = state_, e = std::move(e)]() mutable { p->fail_claimed(std::move(e), p); });
     }
     template <class E>
         requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr>)
@@ -395,16 +408,17 @@ void InProgress<T>::finish(const InProgress<T>& other) const {
         detail::throw_already_finished("finish(InProgress)");
     auto self = typed_ptr();
     auto relay = [self](detail::StateBase& o) {
+        std::shared_ptr<detail::StateBase> base = self;
         if (o.status() == detail::Status::succeeded) {
             if constexpr (std::is_void_v<T>)
                 self->set_value();
             else
                 self->set_value(static_cast<StateT&>(o).value());
-            self->complete(detail::Status::succeeded);
+            self->complete(detail::Status::succeeded, base);
         } else {
             // Responsibility for the failure moves to this operation; a
             // failure caused by abort() stays one (never reported).
-            self->fail_claimed(o.take_error(), o.aborted());
+            self->fail_claimed(o.take_error(), base, o.aborted());
         }
     };
     if (detail::in_loop_context())

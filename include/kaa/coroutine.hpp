@@ -1,0 +1,288 @@
+// Stackful coroutines: ordinary functions that can suspend anywhere in their
+// call tree.
+//
+// kaa::coroutine(fn, args...) runs `fn` on a stack of its own and returns a
+// CoroutineInProgress<R> for its result. The first step runs at once, in the
+// caller, up to the first suspension; a coroutine that never suspends returns
+// an InProgress that is already finished. Inside, the functions of
+// kaa::this_coroutine suspend only this coroutine:
+//
+//   kaa::this_coroutine::await(ip)  waits for any InProgress: returns its value
+//                                   or rethrows its exception;
+//   kaa::this_coroutine::yield()    gives the loop a time slice (kaa's
+//                                   `yield NotFinished`) and resumes on a later
+//                                   iteration (or after `interval`).
+//
+// abort() raises InProgressAborted inside the coroutine at its suspension
+// point and cascades into what it waits on, if nothing else waits on that and
+// it is abortable (noabort() shields it). See doc/coroutines.md.
+//
+// Coroutines run on the loop thread only; this header does not expose
+// Boost.Context.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "kaa/in_progress.hpp"
+#include "kaa/progress.hpp"
+
+namespace kaa {
+
+/// What a reusable Coroutine definition does when called again while an
+/// earlier call is unfinished (kaa's POLICY_*).
+enum class Policy {
+    none,          ///< every call runs independently
+    singleton,     ///< a call returns the unfinished instance; args are ignored
+    synchronized,  ///< calls queue and run one after another
+    pass_last,     ///< every call runs and receives the previous unfinished instance
+};
+
+class CoroutineGroup;
+
+/// How a coroutine runs.
+struct CoroutineOptions {
+    /// Shown in reports (unhandled exceptions, stack overflow).
+    std::string name;
+    /// Pause before resuming after a time slice (yield()) or after a waited
+    /// operation finishes; zero resumes on the next iteration, or directly.
+    Duration interval = Duration::zero();
+    /// Usable stack bytes; 0 = the default (128 KiB, only touched pages
+    /// take memory). The stack has a guard page; an overflow is reported
+    /// with the coroutine's name and ends the process.
+    std::size_t stack_size = 0;
+    /// Create a Progress for each call: InProgressRef::progress() outside,
+    /// this_coroutine::progress() inside.
+    bool progress = false;
+    /// For Coroutine definitions: the call policy.
+    Policy policy = Policy::none;
+    /// For Coroutine definitions: share the policy with other definitions
+    /// (kaa's group=): e.g. two synchronized methods that must not overlap.
+    std::shared_ptr<CoroutineGroup> group;
+};
+
+namespace detail {
+
+/// Attaches a coroutine to `state` and runs its first step. `body` runs on
+/// the coroutine's stack, stores the value into the state, and reports an
+/// escaping exception with coroutine_failed().
+void start_coroutine(std::shared_ptr<StateBase> state, const CoroutineOptions& opts,
+                     UniqueFunction<void()> body);
+/// Called by `body` with the exception that escaped the user's function.
+void coroutine_failed(std::exception_ptr e) noexcept;
+/// Suspends the current coroutine until `ip` finished. Throws
+/// InProgressAborted if the coroutine is aborted meanwhile.
+void await_state(const InProgressRef& ip);
+Duration coroutine_interval(const StateBase& s);
+void set_coroutine_interval(StateBase& s, Duration d);
+bool coroutine_active(const StateBase& s) noexcept;
+[[noreturn]] void throw_policy_without_definition();
+
+} // namespace detail
+
+/// The InProgress of a coroutine call.
+template <class T>
+class CoroutineInProgress : public InProgress<T> {
+public:
+    using InProgress<T>::InProgress;
+    CoroutineInProgress(const InProgress<T>& ip) : InProgress<T>(ip) {}
+
+    /// True until the coroutine has ended (returned, thrown, or been aborted
+    /// and unwound).
+    bool active() const { return detail::coroutine_active(this->st()); }
+    Duration interval() const { return detail::coroutine_interval(this->st()); }
+    /// Changes the pause between time slices from now on.
+    void set_interval(Duration d) const { detail::set_coroutine_interval(this->st(), d); }
+};
+
+namespace detail {
+
+template <class R, class F, class Tuple>
+UniqueFunction<void()> make_coroutine_body(State<R>* s, F&& fn, Tuple&& args) {
+    return [s, fn = std::forward<F>(fn), args = std::forward<Tuple>(args)]() mutable {
+        try {
+            if constexpr (std::is_void_v<R>) {
+                std::apply(fn, std::move(args));
+                s->set_value();
+            } else {
+                s->set_value(std::apply(fn, std::move(args)));
+            }
+        } catch (...) {
+            coroutine_failed(std::current_exception());
+        }
+    };
+}
+
+template <class F, class... A>
+using coroutine_result_t = std::remove_cvref_t<std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>...>>;
+
+} // namespace detail
+
+/// Starts `fn(args...)` as a coroutine and runs it to its first suspension.
+/// The arguments are copied (moved) into the coroutine.
+/// @throws WrongThread off the loop thread; LoopError without a MainLoop;
+/// UsageError if `opts` asks for a policy (use a Coroutine definition).
+template <class F, class... A>
+auto coroutine(const CoroutineOptions& opts, F&& fn, A&&... args) {
+    using R = detail::coroutine_result_t<F, A...>;
+    if (opts.policy != Policy::none)
+        detail::throw_policy_without_definition();
+    auto state = std::make_shared<detail::State<R>>();
+    CoroutineInProgress<R> ip(state);
+    detail::State<R>* raw = state.get();
+    detail::start_coroutine(std::move(state), opts,
+                            detail::make_coroutine_body<R>(raw, std::forward<F>(fn),
+                                                           std::make_tuple(std::forward<A>(args)...)));
+    return ip;
+}
+
+template <class F, class... A>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, CoroutineOptions>)
+auto coroutine(F&& fn, A&&... args) {
+    static const CoroutineOptions defaults{};
+    return coroutine(defaults, std::forward<F>(fn), std::forward<A>(args)...);
+}
+
+/// Shared policy state of one or more Coroutine definitions (kaa's group).
+class CoroutineGroup : public std::enable_shared_from_this<CoroutineGroup> {
+public:
+    explicit CoroutineGroup(Policy policy) : policy_(policy) {}
+    Policy policy() const noexcept { return policy_; }
+
+    /// Library plumbing for Coroutine<>.
+    std::vector<InProgressRef>& unfinished() {
+        std::erase_if(unfinished_, [](const InProgressRef& r) { return r.finished(); });
+        return unfinished_;
+    }
+    /// Runs `start` now if no synchronized call is running, else queues it.
+    void run_or_queue(InProgressRef ip, detail::UniqueFunction<void()> start);
+
+private:
+    void release();
+    Policy policy_;
+    std::vector<InProgressRef> unfinished_;
+    bool busy_ = false;
+    std::deque<std::pair<InProgressRef, detail::UniqueFunction<void()>>> queue_;
+};
+
+template <class Signature>
+class Coroutine;
+
+/// A reusable coroutine definition (kaa's @coroutine decorator): options,
+/// including a call policy, and the function. For methods, make the
+/// definition a member so that the policy is per object, as in kaa.
+///
+///   kaa::Coroutine<int(std::string)> fetch({.name = "fetch", .policy = kaa::Policy::singleton},
+///                                          [](std::string url) { ... });
+///   auto ip = fetch("http://...");
+///
+/// With Policy::pass_last the function takes the previous unfinished call's
+/// InProgress<R> (empty if none) as its first parameter.
+template <class R, class... Args>
+class Coroutine<R(Args...)> {
+public:
+    template <class F>
+    Coroutine(CoroutineOptions opts, F&& fn) : opts_(std::move(opts)) {
+        if constexpr (std::is_invocable_v<F&, const InProgress<R>&, Args...>) {
+            fn_ = std::forward<F>(fn);
+        } else {
+            static_assert(std::is_invocable_v<F&, Args...>, "the function does not take these arguments");
+            if (opts_.policy == Policy::pass_last)
+                throw UsageError("Coroutine with Policy::pass_last: the function must take the previous "
+                                 "call's InProgress<R> as its first parameter");
+            fn_ = [f = std::forward<F>(fn)](const InProgress<R>&, Args... a) mutable -> R {
+                return f(std::forward<Args>(a)...);
+            };
+        }
+        group_ = opts_.group ? opts_.group : std::make_shared<CoroutineGroup>(opts_.policy);
+        if (group_->policy() != opts_.policy && opts_.policy != Policy::none)
+            throw UsageError("Coroutine: the options' policy differs from its group's policy");
+        policy_ = group_->policy();
+        opts_.policy = Policy::none;
+        opts_.group.reset();
+    }
+    template <class F>
+        requires(!std::is_same_v<std::remove_cvref_t<F>, CoroutineOptions>)
+    explicit Coroutine(F&& fn) : Coroutine(CoroutineOptions{}, std::forward<F>(fn)) {}
+
+    CoroutineInProgress<R> operator()(Args... args) {
+        auto& unfinished = group_->unfinished();
+        InProgress<R> last(nullptr);
+        if (!unfinished.empty()) {
+            auto typed = std::dynamic_pointer_cast<detail::State<R>>(unfinished.back().state());
+            if (typed)
+                last = InProgress<R>(std::move(typed));
+        }
+        if (policy_ == Policy::singleton && last.valid())
+            return CoroutineInProgress<R>(last);
+
+        auto state = std::make_shared<detail::State<R>>();
+        CoroutineInProgress<R> ip(state);
+        detail::State<R>* raw = state.get();
+        auto body = detail::make_coroutine_body<R>(raw, fn_,
+                                                   std::make_tuple(last, std::forward<Args>(args)...));
+        unfinished.push_back(ip);
+        if (policy_ == Policy::synchronized) {
+            group_->run_or_queue(ip, [state = std::move(state), opts = &opts_, body = std::move(body)]() mutable {
+                detail::start_coroutine(std::move(state), *opts, std::move(body));
+            });
+        } else {
+            detail::start_coroutine(std::move(state), opts_, std::move(body));
+        }
+        return ip;
+    }
+
+    const CoroutineOptions& options() const noexcept { return opts_; }
+
+private:
+    CoroutineOptions opts_;
+    Policy policy_ = Policy::none;
+    std::function<R(const InProgress<R>&, Args...)> fn_;
+    std::shared_ptr<CoroutineGroup> group_;
+};
+
+namespace this_coroutine {
+
+/// Suspends this coroutine until `ip` finishes and returns its value (a
+/// copy), or rethrows its exception (which counts as observing it). An
+/// InProgress that is already finished returns at once, without suspending.
+/// @throws NotInCoroutine outside a coroutine; SuspendAfterAbort after this
+/// coroutine was aborted; InProgressAborted if it is aborted while waiting.
+template <class T>
+std::remove_cvref_t<T> await(const InProgress<T>& ip) {
+    detail::await_state(ip);
+    if constexpr (std::is_void_v<T>)
+        ip.result();
+    else
+        return ip.result();
+}
+
+/// Gives the loop a time slice: resumes on a later iteration (after the
+/// coroutine's interval, if it has one). Two coroutines that yield in turn
+/// interleave step by step.
+/// @throws NotInCoroutine, SuspendAfterAbort, InProgressAborted (see await).
+void yield();
+
+/// True when called inside a coroutine.
+bool inside() noexcept;
+
+/// The name of the running coroutine. @throws NotInCoroutine.
+const std::string& name();
+
+/// The Progress of the running coroutine (CoroutineOptions::progress).
+/// @throws NotInCoroutine; UsageError if it has none.
+Progress& progress();
+
+} // namespace this_coroutine
+
+/// Number of coroutines on this thread that have started and not ended.
+std::size_t active_coroutines() noexcept;
+
+} // namespace kaa

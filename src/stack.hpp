@@ -1,0 +1,75 @@
+// Coroutine stacks: guard-paged, pooled per thread, overflow reported by name.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace kaa::detail {
+
+struct Stack {
+    char* base = nullptr;     // lowest address of the mapping (the guard page is here)
+    std::size_t mapped = 0;   // bytes mapped, guard included
+    std::size_t guard = 0;    // bytes of guard at `base`
+    char* top() const noexcept { return base + mapped; }
+    std::size_t usable() const noexcept { return mapped - guard; }
+    explicit operator bool() const noexcept { return base != nullptr; }
+};
+
+/// How a stack's bottom is protected.
+enum class GuardMode {
+    guard_region,  // madvise(MADV_GUARD_INSTALL): no extra memory mapping (Linux >= 6.13)
+    mprotect,      // a PROT_NONE page: two mappings per stack, bounded by vm.max_map_count
+};
+
+/// Statistics, for tests and benchmarks.
+struct StackStats {
+    std::size_t live = 0;    // stacks handed out and not returned
+    std::size_t pooled = 0;  // stacks kept for reuse
+    std::size_t mapped = 0;  // stacks currently mapped (live + pooled)
+    GuardMode mode = GuardMode::mprotect;
+};
+
+/// Per-thread pool of stacks of the default size (other sizes are mapped
+/// and unmapped on demand). Not thread-safe: each thread has its own.
+class StackPool {
+public:
+    static StackPool& local();
+
+    Stack acquire(std::size_t usable);
+    void release(Stack s) noexcept;
+    StackStats stats() const noexcept;
+    /// Unmaps the pooled stacks.
+    void trim() noexcept;
+
+    ~StackPool();
+
+private:
+    Stack map(std::size_t usable);
+    void unmap(Stack s) noexcept;
+
+    std::vector<Stack> free_;
+    std::size_t live_ = 0;
+};
+
+/// The default usable stack size (128 KiB, as Boost.Context and asio::spawn;
+/// only touched pages take memory).
+std::size_t default_stack_size() noexcept;
+/// The guard mode this process uses (probed once).
+GuardMode guard_mode() noexcept;
+
+/// What the SIGSEGV handler needs to name an overflowing coroutine. Set by the
+/// coroutine code around every switch; read from the signal handler.
+struct RunningStackInfo {
+    const char* guard_lo = nullptr;
+    const char* guard_hi = nullptr;
+    const char* name = nullptr;
+    std::size_t size = 0;
+};
+extern thread_local RunningStackInfo t_running_stack;
+
+/// Installs (once per process, and an alternate signal stack once per thread)
+/// the handler that reports "stack overflow in coroutine NAME".
+void install_overflow_handler();
+
+} // namespace kaa::detail

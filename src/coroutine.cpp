@@ -5,29 +5,19 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/context/fiber.hpp>
-#include <boost/context/preallocated.hpp>
-#include <boost/context/stack_context.hpp>
+#include <boost/context/detail/fcontext.hpp>
 
 #include "fiber_switch.hpp"
 #include "kaa/main_loop.hpp"
 #include "stack.hpp"
 
-namespace ctx = boost::context;
+namespace fc = boost::context::detail;
 
 namespace kaa {
 
 namespace detail {
 
 namespace {
-
-// The fiber's stack belongs to the StackPool, not to Boost.Context: the
-// coroutine's control block sits at the top of the same stack, and the stack
-// goes back to the pool only after the control block is gone.
-struct BorrowedStack {
-    ctx::stack_context allocate() { std::abort(); }
-    void deallocate(ctx::stack_context&) noexcept {}
-};
 
 class CoroutineCore;
 
@@ -64,13 +54,11 @@ public:
             StackPool::local().release(stack);
             throw;
         }
-        ctx::stack_context sctx;
-        sctx.size = stack.usable();
-        sctx.sp = top;
-        ctx::preallocated palloc(mem, static_cast<std::size_t>(static_cast<char*>(mem) - (stack.base + stack.guard)),
-                                 sctx);
-        c->self_ = ctx::fiber(std::allocator_arg, palloc, BorrowedStack{},
-                              [c](ctx::fiber&& caller) { return c->entry(std::move(caller)); });
+        // The context starts below the control block; the stack belongs to
+        // the pool and goes back there only after the block is destroyed.
+        char* ctx_top = static_cast<char*>(mem) - 64;
+        c->self_ = fc::make_fcontext(ctx_top, static_cast<std::size_t>(ctx_top - (stack.base + stack.guard)),
+                                     &CoroutineCore::trampoline);
         c->link();
         return c;
     }
@@ -88,8 +76,9 @@ public:
         {
             FiberSwitch sw(fiber_);
             sw.enter(stack_.base + stack_.guard, stack_.usable());
-            self_ = std::move(self_).resume();
+            fc::transfer_t t = fc::jump_fcontext(self_, this);
             sw.returned();
+            self_ = t.fctx;  // where it suspended (unused once it ended)
         }
         t_current = prev;
         t_running_stack = prev_info;
@@ -101,18 +90,23 @@ public:
     /// On the coroutine's stack: switches back to whoever resumed it.
     void suspend() {
         fiber_.leave();
-        caller_ = std::move(caller_).resume();
+        fc::transfer_t t = fc::jump_fcontext(caller_, nullptr);
+        caller_ = t.fctx;  // the next resumer
         fiber_.arrived();
     }
 
-    ctx::fiber entry(ctx::fiber&& caller) {
-        caller_ = std::move(caller);
-        fiber_.arrived();
-        body_();
-        body_.reset();
-        ended_ = true;
-        fiber_.leave_for_good();
-        return std::move(caller_);
+    /// The first frame on the coroutine's stack. It never returns: the last
+    /// jump leaves the stack for good and the resumer releases it.
+    static void trampoline(fc::transfer_t t) {
+        auto* c = static_cast<CoroutineCore*>(t.data);
+        c->caller_ = t.fctx;
+        c->fiber_.arrived();
+        c->body_();
+        c->body_.reset();
+        c->ended_ = true;
+        c->fiber_.leave_for_good();
+        fc::jump_fcontext(c->caller_, nullptr);
+        __builtin_unreachable();
     }
 
     // ---- waiting -----------------------------------------------------------
@@ -309,8 +303,8 @@ public:
 private:
     std::shared_ptr<StateBase> state_;
     Stack stack_;
-    ctx::fiber self_;
-    ctx::fiber caller_;
+    fc::fcontext_t self_ = nullptr;    // the suspended coroutine
+    fc::fcontext_t caller_ = nullptr;  // its resumer, while it runs
     UniqueFunction<void()> body_;
     std::string name_;
     Duration interval_;
@@ -404,6 +398,8 @@ void await_state(const InProgressRef& ip) {
         }
     }
 }
+
+bool in_coroutine() noexcept { return t_current != nullptr; }
 
 Duration coroutine_interval(const StateBase& s) {
     CoroutineCore* c = core_of(s);

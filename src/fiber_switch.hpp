@@ -5,6 +5,11 @@
 // use-after-returns, and TSan loses track of which "thread" runs. Every switch
 // in the coroutine code goes through these two types; without a sanitizer
 // they compile to nothing.
+//
+// They are forced inline, and the switch itself is Boost.Context's
+// jump_fcontext (an uninstrumented assembly routine): TSan's shadow call
+// stack follows fibers only if __tsan_switch_to_fiber and the jump happen in
+// the same frame, with no instrumented call in between.
 #pragma once
 
 #include <cstddef>
@@ -15,6 +20,8 @@
 #if defined(__SANITIZE_THREAD__)
 #define KAA_TSAN 1
 #endif
+#define KAA_ALWAYS_INLINE [[gnu::always_inline]] inline
+
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define KAA_ASAN 1
@@ -55,13 +62,13 @@ public:
     FiberAnnotations& operator=(const FiberAnnotations&) = delete;
 
     /// On the coroutine's stack, right after a switch into it.
-    void arrived() {
+    KAA_ALWAYS_INLINE void arrived() {
 #if defined(KAA_ASAN)
         __sanitizer_finish_switch_fiber(fake_stack_, &caller_bottom_, &caller_size_);
 #endif
     }
     /// On the coroutine's stack, right before switching back to its resumer.
-    void leave() {
+    KAA_ALWAYS_INLINE void leave() {
 #if defined(KAA_ASAN)
         __sanitizer_start_switch_fiber(&fake_stack_, caller_bottom_, caller_size_);
 #endif
@@ -70,7 +77,7 @@ public:
 #endif
     }
     /// As leave(), for the last switch out: the coroutine's stack is done.
-    void leave_for_good() {
+    KAA_ALWAYS_INLINE void leave_for_good() {
 #if defined(KAA_ASAN)
         __sanitizer_start_switch_fiber(nullptr, caller_bottom_, caller_size_);
 #endif
@@ -97,7 +104,7 @@ class FiberSwitch {
 public:
     explicit FiberSwitch(FiberAnnotations& f) : f_(f) {}
     /// Right before the switch into a stack [bottom, bottom + size).
-    void enter([[maybe_unused]] const void* bottom, [[maybe_unused]] std::size_t size) {
+    KAA_ALWAYS_INLINE void enter([[maybe_unused]] const void* bottom, [[maybe_unused]] std::size_t size) {
 #if defined(KAA_TSAN)
         f_.tsan_caller_ = __tsan_get_current_fiber();
 #endif
@@ -109,7 +116,7 @@ public:
 #endif
     }
     /// Right after the coroutine switched back.
-    void returned() {
+    KAA_ALWAYS_INLINE void returned() {
 #if defined(KAA_ASAN)
         __sanitizer_finish_switch_fiber(fake_, nullptr, nullptr);
 #endif

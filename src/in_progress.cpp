@@ -3,6 +3,8 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <cstdlib>
 #include <thread>
 #include <typeinfo>
@@ -36,6 +38,16 @@ StateBase::~StateBase() {
         report_unhandled(error_, "InProgress (failed, and nobody observed the exception)");
 }
 
+namespace {
+// Threads blocked in wait_until() (rare: workers waiting for the loop) share
+// one condition variable; completion notifies it only when someone waits.
+std::mutex g_wait_mutex;
+std::condition_variable g_wait_cv;
+} // namespace
+
+bool in_coroutine() noexcept;
+bool job_would_deadlock(const StateBase& s);
+
 void StateBase::complete(Status final, const std::shared_ptr<StateBase>& self) {
     // With several callbacks, one of them may drop the last handle while the
     // others still need this state.
@@ -46,8 +58,11 @@ void StateBase::complete(Status final, const std::shared_ptr<StateBase>& self) {
     // after the load of blocking_waiters_, or a waiter that registered just
     // before could miss the notification and block forever.
     status_.store(final, std::memory_order_seq_cst);
-    if (blocking_waiters_.load(std::memory_order_seq_cst) != 0)
-        status_.notify_all();
+    if (blocking_waiters_.load(std::memory_order_seq_cst) != 0) {
+        // Taking the mutex orders this after a waiter's check-then-wait.
+        { std::lock_guard lock(g_wait_mutex); }
+        g_wait_cv.notify_all();
+    }
     abort_hook_.reset();
 
     // Take the callbacks out first: a callback may connect more (they run at
@@ -186,22 +201,13 @@ bool StateBase::wait_until(std::optional<std::chrono::steady_clock::time_point> 
         const StateBase* s;
         ~Release() { s->blocking_waiters_.fetch_sub(1, std::memory_order_relaxed); }
     } release{this};
-    for (;;) {
-        Status s = status_.load(std::memory_order_seq_cst);
-        if (s == Status::succeeded || s == Status::failed)
-            return true;
-        if (!deadline) {
-            status_.wait(s, std::memory_order_seq_cst);
-            continue;
-        }
-        // std::atomic::wait has no timeout: poll with a short sleep bounded by
-        // the deadline. Only threads other than the loop get here.
-        if (std::chrono::steady_clock::now() >= *deadline)
-            return false;
-        auto slice = std::min<std::chrono::steady_clock::duration>(
-            *deadline - std::chrono::steady_clock::now(), std::chrono::milliseconds(1));
-        std::this_thread::sleep_for(slice);
+    std::unique_lock lock(g_wait_mutex);
+    auto done = [&] { return finished(); };
+    if (!deadline) {
+        g_wait_cv.wait(lock, done);
+        return true;
     }
+    return g_wait_cv.wait_until(lock, *deadline, done);
 }
 
 void throw_empty_handle() {
@@ -270,6 +276,12 @@ bool InProgressRef::wait_for(std::optional<Duration> timeout) const {
     if (timeout)
         deadline = Clock::now() + *timeout;
     MainLoop* loop = MainLoop::current_or_null();
+    if (!s.finished() && detail::in_coroutine())
+        throw UsageError("InProgress::wait() inside a coroutine would block the whole loop: use "
+                         "kaa::this_coroutine::await(ip) to suspend just this coroutine");
+    if (!s.finished() && detail::job_would_deadlock(s))
+        throw WouldDeadlock("InProgress::wait() on a threaded job queued behind the calling job on its "
+                            "own pool, which has no other thread to run it: it could never finish");
     if (loop && loop->is_main_thread()) {
         // On the loop thread: run nested iterations until it finishes.
         while (!s.finished()) {

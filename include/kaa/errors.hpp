@@ -81,6 +81,20 @@ public:
     using UsageError::UsageError;
 };
 
+/// An unknown pool name was given to threaded(). The message lists the
+/// registered ones.
+class UnknownPool : public UsageError {
+public:
+    using UsageError::UsageError;
+};
+
+/// A blocking wait that could never finish (a worker waiting for a job
+/// queued behind itself on its own serial thread).
+class WouldDeadlock : public UsageError {
+public:
+    using UsageError::UsageError;
+};
+
 /// Raised inside an operation that was aborted: inside a coroutine at its
 /// suspension point, and as the failure of the aborted InProgress.
 ///

@@ -106,8 +106,10 @@ public:
     /// The abort algorithm (loop thread). See InProgressRef::abort.
     void abort(std::shared_ptr<StateBase> self, const InProgressAborted& exc);
 
-    /// The coroutine running this operation, if any (library plumbing).
+    /// The coroutine or threaded job producing this operation, if any
+    /// (library plumbing).
     void* coroutine = nullptr;
+    void* job = nullptr;
     /// The operation's progress, if its producer reports any.
     std::shared_ptr<Progress> progress;
 
@@ -227,7 +229,12 @@ public:
     std::shared_ptr<Progress> progress() const { return st().progress; }
 
     /// Blocks until finished, at most `timeout`; returns whether it finished.
-    /// On the loop thread it runs nested loop iterations; elsewhere it blocks.
+    /// On the loop thread it runs nested loop iterations (kaa's wait());
+    /// elsewhere it blocks the thread.
+    /// @throws UsageError inside a coroutine (use this_coroutine::await);
+    /// WouldDeadlock when the wait could never end (a worker waiting for a
+    /// job queued behind itself on its own serial thread); LoopError when no
+    /// loop exists to finish it.
     bool wait_for(std::optional<Duration> timeout) const;
 
     friend bool operator==(const InProgressRef& a, const InProgressRef& b) noexcept {

@@ -1,0 +1,218 @@
+// threaded: blocking work on thread pools, named threads and the main thread,
+// with the result delivered as an InProgress on the loop thread.
+//
+//   auto ip = kaa::threaded([path] { return decode(path); });      // default pool
+//   auto ip = kaa::threaded({.pool = "db", .priority = 5}, query);  // a named pool or thread
+//   auto ip = kaa::threaded(kaa::main_thread, [] { return widget.text(); });  // from a worker
+//
+// Guarantees (doc/threads.md):
+//  * The callable runs on a worker of the target; its value or exception
+//    finishes the ThreadInProgress on the loop thread, where callbacks run.
+//  * Among queued jobs of one pool, higher priority runs first; equal
+//    priorities run in submission order. A named thread (a pool of size 1)
+//    runs its jobs one at a time.
+//  * abort() of a queued job removes it: it never runs. abort() of a running
+//    job asks it to stop (this_job::aborted(), or the std::stop_token it can
+//    take as its first parameter) and fails the InProgress at once; abort()
+//    never blocks. A job that still produces a value after that has it
+//    discarded (counted in the pool's stats); one that throws something other
+//    than InProgressAborted has that exception reported.
+//  * A coroutine waiting on a threaded job that is aborted cascades into it.
+//  * When the loop shuts down, queued jobs are aborted, running jobs see the
+//    abort, and every pool thread is joined.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "kaa/in_progress.hpp"
+#include "kaa/progress.hpp"
+
+namespace kaa {
+
+namespace detail {
+class Job;
+class PoolImpl;
+} // namespace detail
+
+/// Statistics of a pool, for tests, benchmarks and diagnostics.
+struct ThreadPoolStats {
+    std::size_t threads = 0;        ///< threads started and not ended
+    std::size_t queued = 0;         ///< jobs waiting for a thread
+    std::size_t running = 0;        ///< jobs running
+    std::uint64_t completed = 0;    ///< jobs that ran to the end
+    std::uint64_t late_results = 0; ///< values discarded because the job was aborted while running
+};
+
+/// A pool of worker threads with a priority queue. A pool of size 1 is a
+/// "named thread": its jobs run one at a time, in priority order.
+class ThreadPool {
+public:
+    /// Creates a pool of `size` threads (started on demand, up to `size`).
+    /// With a non-empty name it is registered, so threaded({.pool = name})
+    /// finds it, until the pool is destroyed.
+    /// @throws UsageError if the name is taken or size is 0.
+    explicit ThreadPool(std::string name, std::size_t size = 1);
+    /// Aborts queued jobs, asks running ones to stop, and joins the threads
+    /// (see shutdown()).
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    const std::string& name() const noexcept;
+    std::size_t size() const noexcept;
+    ThreadPoolStats stats() const;
+
+    /// Aborts queued jobs, asks running ones to stop, and joins the threads,
+    /// waiting at most `grace` for running jobs; a job still running then is
+    /// reported (by name of the pool) and its thread left to finish alone.
+    void shutdown(Duration grace = std::chrono::seconds(5));
+
+    /// The process's default pool (std::thread::hardware_concurrency()
+    /// threads, at least 2), created on first use.
+    static ThreadPool& default_pool();
+    /// Sets the default pool's size before its first use.
+    /// @throws UsageError once it exists.
+    static void set_default_size(std::size_t size);
+    /// The registered pool called `name`. @throws UnknownPool.
+    static ThreadPool& get(const std::string& name);
+
+    /// Library plumbing.
+    detail::PoolImpl& impl() noexcept { return *impl_; }
+
+private:
+    std::shared_ptr<detail::PoolImpl> impl_;
+};
+
+/// Where and how threaded() runs a callable.
+struct ThreadOptions {
+    /// A registered pool or named thread; empty = the default pool.
+    std::string pool;
+    /// Among queued jobs of that pool, higher runs first.
+    int priority = 0;
+    /// Create a Progress for the job: this_job::progress() inside,
+    /// InProgressRef::progress() outside.
+    bool progress = false;
+};
+
+/// The InProgress of a threaded job.
+template <class T>
+class ThreadInProgress : public InProgress<T> {
+public:
+    using InProgress<T>::InProgress;
+};
+
+/// Tag for threaded(main_thread, fn).
+struct MainThreadTag {
+    explicit constexpr MainThreadTag() = default;
+};
+/// Run on the loop thread (kaa's MAINTHREAD).
+inline constexpr MainThreadTag main_thread{};
+
+namespace detail {
+
+/// Queues a job on `pool` (nullptr: by `opts.pool`). `body(job)` runs on a
+/// worker; it must store the result in `state` and return whether it threw.
+void submit_job(std::shared_ptr<StateBase> state, const ThreadOptions& opts, UniqueFunction<void()> body);
+/// Called by a job body with the exception that escaped the callable.
+void job_failed(std::exception_ptr e) noexcept;
+/// Called by a job body when the callable returned normally.
+void job_succeeded(UniqueFunction<void()> publish) noexcept;
+std::stop_token current_stop_token();
+
+template <class F, class... A>
+decltype(auto) invoke_job(F& fn, std::tuple<A...>& args) {
+    if constexpr (std::is_invocable_v<F&, std::stop_token, A...>)
+        return std::apply([&](A&... a) -> decltype(auto) { return fn(current_stop_token(), std::move(a)...); },
+                          args);
+    else
+        return std::apply([&](A&... a) -> decltype(auto) { return fn(std::move(a)...); }, args);
+}
+
+template <class F, class... A>
+struct job_result {
+    using type = std::remove_cvref_t<decltype(invoke_job(std::declval<F&>(), std::declval<std::tuple<A...>&>()))>;
+};
+
+void post_main_thread(std::shared_ptr<StateBase> state, UniqueFunction<void()> fn);
+
+} // namespace detail
+
+/// Runs `fn(args...)` on a worker thread (see ThreadOptions) and returns its
+/// InProgress at once. If `fn` takes a std::stop_token first, it gets one
+/// that is requested when the job is aborted.
+/// @throws UnknownPool for an unknown pool name; LoopError without a loop.
+template <class F, class... A>
+auto threaded(const ThreadOptions& opts, F&& fn, A&&... args) {
+    using Fn = std::decay_t<F>;
+    using R = typename detail::job_result<Fn, std::decay_t<A>...>::type;
+    auto state = std::make_shared<detail::State<R>>();
+    ThreadInProgress<R> ip(state);
+    detail::submit_job(
+        state, opts,
+        [s = state.get(), fn = Fn(std::forward<F>(fn)), args = std::make_tuple(std::forward<A>(args)...)]() mutable {
+            try {
+                if constexpr (std::is_void_v<R>) {
+                    detail::invoke_job(fn, args);
+                    detail::job_succeeded([s] { s->set_value(); });
+                } else {
+                    R value = detail::invoke_job(fn, args);
+                    detail::job_succeeded([s, v = std::move(value)]() mutable { s->set_value(std::move(v)); });
+                }
+            } catch (...) {
+                detail::job_failed(std::current_exception());
+            }
+        });
+    return ip;
+}
+
+template <class F, class... A>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, ThreadOptions> &&
+             !std::is_same_v<std::remove_cvref_t<F>, MainThreadTag>)
+auto threaded(F&& fn, A&&... args) {
+    static const ThreadOptions defaults{};
+    return threaded(defaults, std::forward<F>(fn), std::forward<A>(args)...);
+}
+
+/// Runs `fn(args...)` on the loop thread (kaa's MainThreadCallable). Called
+/// on the loop thread it runs at once and returns a finished InProgress;
+/// from another thread it is queued to the loop and the InProgress finishes
+/// there -- a worker typically wait()s on it.
+template <class F, class... A>
+auto threaded(MainThreadTag, F&& fn, A&&... args) {
+    using R = std::remove_cvref_t<std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>...>>;
+    InProgress<R> ip;
+    auto run = [ip, fn = std::decay_t<F>(std::forward<F>(fn)),
+                args = std::make_tuple(std::forward<A>(args)...)]() mutable {
+        ip.execute([&]() -> R { return std::apply(fn, std::move(args)); });
+    };
+    if (detail::in_loop_context())
+        run();
+    else
+        detail::post_main_thread(ip.state(), std::move(run));
+    return ip;
+}
+
+namespace this_job {
+
+/// True once the running threaded job was aborted: return (or throw
+/// InProgressAborted) soon. False outside a job.
+bool aborted() noexcept;
+/// The stop token of the running job (never requested outside a job).
+std::stop_token stop_token();
+/// Throws InProgressAborted if the job was aborted: a one-line check point.
+void check_aborted();
+/// Reports progress from the job; updates reach the job's Progress on the
+/// loop thread, coalesced (a fast worker posts at most one pending update).
+/// @throws UsageError outside a job or for a job without ThreadOptions::progress.
+void set_progress(std::int64_t pos, std::int64_t max);
+
+} // namespace this_job
+
+} // namespace kaa

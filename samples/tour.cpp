@@ -19,6 +19,7 @@
 #include <kaa/in_progress.hpp>
 #include <kaa/main_loop.hpp>
 #include <kaa/signal.hpp>
+#include <kaa/timer.hpp>
 
 using namespace std::chrono_literals;
 
@@ -51,10 +52,11 @@ struct Player {
 // Whatever finishes later returns an InProgress<T>. Callbacks connected with
 // connect() run on the loop thread when it finishes.
 
-// Pretends to look a value up: the answer arrives on a later loop iteration.
+// Pretends to look a value up: the answer arrives 100 ms later. kaa::delay()
+// is itself an InProgress<void>, finished by a timer.
 kaa::InProgress<int> look_up_answer() {
     kaa::InProgress<int> answer;
-    kaa::main_loop().post([answer] { answer.finish(42); });
+    kaa::delay(100ms).connect([answer] { answer.finish(42); });
     return answer;
 }
 
@@ -71,6 +73,29 @@ kaa::InProgressRef callback_style() {
     cached.connect([](const std::string& value) { say("  called at once with", value); });
     say("after connect()");
     return answer;
+}
+
+// 2. Timers -------------------------------------------------------------------
+//
+// A kaa::Timer calls back on the loop thread every interval until stop(), or
+// until its callback returns false.
+
+kaa::InProgressRef repeating_timer() {
+    section("2. A repeating timer that stops itself");
+    kaa::InProgress<void> done;
+    auto metronome = std::make_shared<kaa::Timer>([ticks = 0, done]() mutable {
+        ++ticks;
+        say("tick", ticks);
+        if (ticks < 3)
+            return true;
+        say("returning false stops the timer");
+        done.finish();
+        return false;
+    });
+    metronome->start(100ms);
+    // Destroying a Timer stops it: keep this one alive until it is done.
+    done.connect_finished([metronome] {});
+    return done;
 }
 
 // 3. Signals -------------------------------------------------------------------
@@ -98,7 +123,7 @@ kaa::InProgressRef waiting_for_a_signal(Player& player) {
     section("4. Waiting for a signal with next()");
     kaa::InProgress<std::string> next_song = player.song_changed.next();
     next_song.connect([](const std::string& title) { say("next() finished with", title); });
-    kaa::main_loop().post([&player] { player.song_changed.emit("Third song"); });
+    kaa::delay(100ms).connect([&player] { player.song_changed.emit("Third song"); });
     say("waiting for the next song...");
     return next_song;
 }
@@ -108,22 +133,21 @@ kaa::InProgressRef waiting_for_a_signal(Player& player) {
 // abort() stops an operation that can be stopped and fails it with
 // InProgressAborted. Its connect() callbacks never run; exception callbacks do.
 
-kaa::InProgressRef abort_an_operation(Player& player) {
+kaa::InProgressRef abort_an_operation() {
     section("5. Abort");
-    kaa::InProgress<std::string> next_song = player.song_changed.next();
-    next_song.connect([](const std::string&) { say("never printed: the operation was aborted"); });
-    next_song.connect_exception([](std::exception_ptr error) {
+    kaa::InProgress<void> long_wait = kaa::delay(10s);
+    long_wait.connect([] { say("never printed: the operation was aborted"); });
+    long_wait.connect_exception([](std::exception_ptr error) {
         try {
             std::rethrow_exception(error);
         } catch (const kaa::InProgressAborted& aborted) {
             say("exception callback:", aborted.message());
         }
     });
-    say("abortable() =", next_song.abortable());
-    next_song.abort();
-    say("after abort(): finished() =", next_song.finished(), "failed() =", next_song.failed());
-    say("the aborted next() let go of the signal; slots left:", player.song_changed.count());
-    return next_song;
+    say("started a 10 s delay; abortable() =", long_wait.abortable());
+    long_wait.abort(); // Cancels the timer; the tour does not wait 10 s.
+    say("after abort(): finished() =", long_wait.finished(), "failed() =", long_wait.failed());
+    return long_wait;
 }
 
 // 6. Nothing is lost ----------------------------------------------------------
@@ -157,9 +181,10 @@ Player player;
 using Section = kaa::InProgressRef (*)();
 const Section sections[] = {
     callback_style,
+    repeating_timer,
     [] { return signals(player); },
     [] { return waiting_for_a_signal(player); },
-    [] { return abort_an_operation(player); },
+    abort_an_operation,
     unhandled_exceptions,
 };
 

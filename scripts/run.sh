@@ -142,19 +142,25 @@ run_suite() {
     ((rc == 0 && failed == 0)) || FAILED_PHASES+=("$label tests")
 
     log "running $dir/samples/tour ($label)"
-    if run_tour "$dir" >/dev/null; then
+    out=$(mktemp)
+    if run_tour "$dir" >"$out" 2>&1; then
         passed=$((passed + 1))
     else
+        rc=$?
+        printf 'run.sh: %s/samples/tour failed (exit %d%s); its last output:\n' "$dir" "$rc" \
+            "$( ((rc == 124)) && echo ', timed out')"
+        tail -n 40 "$out"
         failed=$((failed + 1))
         FAILED_PHASES+=("$label tour")
     fi
+    rm -f "$out"
     TOTAL_PASSED=$((TOTAL_PASSED + passed))
     TOTAL_FAILED=$((TOTAL_FAILED + failed))
     phase_end "$passed passed, $failed failed"
 }
 
 run_tour() {
-    timeout 300 "$1/samples/tour"
+    timeout 120 "$1/samples/tour"
 }
 
 MODE=${1:-}
@@ -172,7 +178,7 @@ if [[ $MODE == sample ]]; then
     log "building the tour sample"
     build "$BUILD_DIR" --target tour
     log "running $BUILD_DIR/samples/tour"
-    timeout 300 "$BUILD_DIR/samples/tour"
+    timeout 120 "$BUILD_DIR/samples/tour"
     exit 0
 fi
 

@@ -162,6 +162,11 @@ public:
     void set_value() noexcept {}
 };
 
+/// Makes `out` finish like `guarded`, or fail with TimeoutError after `d`
+/// (and abort `guarded` too when `abort`). See InProgress::timeout.
+void arm_timeout(std::shared_ptr<StateBase> guarded, std::shared_ptr<StateBase> out, Duration d, bool abort,
+                 UniqueFunction<void(StateBase&)> copy_value);
+
 [[noreturn]] void throw_empty_handle();
 [[noreturn]] void throw_already_finished(const char* what);
 [[noreturn]] void throw_not_ready();
@@ -383,6 +388,25 @@ public:
         view.set_abortable(false);
         view.finish(*this);
         return view;
+    }
+
+    /// A view that finishes like this operation, or fails with TimeoutError
+    /// when `d` passes first (kaa's timeout()). With `abort_on_timeout` the
+    /// timeout also aborts this operation; without, it goes on untouched.
+    /// Aborting the view stops the timer (and, with `abort_on_timeout`,
+    /// aborts this operation too).
+    /// @throws NotAbortable at the call if `abort_on_timeout` and this
+    /// operation cannot be aborted (kaa raised inside the loop later).
+    InProgress<T> timeout(Duration d, bool abort_on_timeout = false) const {
+        InProgress<T> out;
+        StateT* o = out.typed_ptr().get();
+        detail::arm_timeout(state_, out.state_, d, abort_on_timeout, [o](detail::StateBase& from) {
+            if constexpr (std::is_void_v<T>)
+                o->set_value();
+            else
+                o->set_value(static_cast<StateT&>(from).value());
+        });
+        return out;
     }
 
     /// Blocks until finished and returns result() (see InProgressRef::wait_for).

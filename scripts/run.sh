@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The two commands of README.md:
 #   bash scripts/run.sh sample   # install what is missing, build, run the flagship sample
-#   bash scripts/run.sh test     # install what is missing, build, run all tests (plain and ASan+UBSan)
+#   bash scripts/run.sh test     # install what is missing, build, run all tests (plain, ASan+UBSan, TSan)
 #
 # Both first install the Debian packages that are missing (as root; a non-root
-# user is told the one line to run as root). `test` builds build/ (plain) and
-# build-asan/ (KAA_SANITIZE=address), runs ctest in each, and exits non-zero if
-# anything failed. .ci/run is `bash scripts/run.sh test`.
+# user is told the one line to run as root). `test` builds build/ (plain),
+# build-asan/ (KAA_SANITIZE=address) and build-tsan/ (KAA_SANITIZE=thread),
+# runs ctest and the tour in each, and exits non-zero if anything failed. .ci/run is `bash scripts/run.sh test`.
 #
 # Environment: KAA_JOBS (default 2) for build and ctest parallelism;
 # KAA_BUILD_DIR / KAA_ASAN_BUILD_DIR / KAA_TSAN_BUILD_DIR override the build
@@ -213,16 +213,15 @@ phase_start "asan tests"
 run_suite "$ASAN_DIR" asan
 
 # --- TSan pass (KAA_SANITIZE=thread, $TSAN_DIR/) ---------------------------------
-# To be enabled once the coroutine stack switching (src/coroutine*, src/stack*)
-# passes under TSan with BOOST_USE_TSAN. Uncomment these lines:
-#
-# export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
-# phase_start "tsan build"
-# configure "$TSAN_DIR" "${SANITIZER_CONFIG[@]}" -DKAA_SANITIZE=thread
-# build "$TSAN_DIR"
-# phase_end
-# phase_start "tsan tests"
-# run_suite "$TSAN_DIR" tsan
+# The coroutine switches are annotated for TSan (src/fiber_switch.hpp).
+# test/tsan.supp lists each suppression with its reason.
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/test/tsan.supp}
+phase_start "tsan build"
+configure "$TSAN_DIR" "${SANITIZER_CONFIG[@]}" -DKAA_SANITIZE=thread
+build "$TSAN_DIR"
+phase_end
+phase_start "tsan tests"
+run_suite "$TSAN_DIR" tsan
 # --- end of TSan pass ------------------------------------------------------------
 
 PHASE_NAME=

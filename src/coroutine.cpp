@@ -337,7 +337,15 @@ void abort_all_coroutines() {
             break;
         std::shared_ptr<StateBase> keep = c->state_ptr();
         try {
-            InProgressRef(keep).abort(InProgressAborted("the main loop shut down"));
+            if (keep->status() == Status::pending) {
+                InProgressRef(keep).abort(InProgressAborted("the main loop shut down"));
+            } else {
+                // Its InProgress was finished from outside while the body
+                // still runs: no abort() reaches it any more, so unwind the
+                // coroutine itself.
+                InProgressAborted exc("the main loop shut down", InProgressRef(keep), InProgressRef(keep));
+                c->on_abort(exc, std::make_exception_ptr(exc));
+            }
         } catch (...) {
             report_unhandled(std::current_exception(), "coroutine abort at shutdown");
         }
@@ -382,6 +390,8 @@ void coroutine_failed(std::exception_ptr e) noexcept {
 
 void await_state(const InProgressRef& ip) {
     CoroutineCore* c = current_or_throw("kaa::this_coroutine::await()");
+    if (!ip.valid())
+        throw_empty_handle();
     c->check_can_suspend();
     StateBase& s = *ip.state();
     if (!s.finished())

@@ -158,6 +158,12 @@ void StateBase::abort(std::shared_ptr<StateBase> self, const InProgressAborted& 
     if (finished())
         throw AlreadyFinished("abort(): the operation already finished; check finished() before "
                               "aborting, or connect to it instead");
+    // Already being aborted (a coroutine still unwinding, or an abort
+    // handler aborting again): the outcome is decided, a second abort is a
+    // no-op. (During the first abort the producer's hook is out of the
+    // state, so it would otherwise look unabortable.)
+    if (aborted_ && status() == Status::pending)
+        return;
     if (!abortable())
         throw NotAbortable("abort(): this operation cannot be aborted (it has no abort handler, or it "
                            "is a noabort() view); abort the operation it stands for instead");

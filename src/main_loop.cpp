@@ -327,24 +327,38 @@ void shutdown_loop(MainLoop& loop) {
     // Hooks (coroutine registry, thread pools) run first so that the work
     // they abort can still report through `exception`.
     // Hooks are one-shot: whoever needs the next shutdown registers again.
-    auto hooks = std::move(im.shutdown_hooks);
-    im.shutdown_hooks.clear();
-    for (auto& hook : hooks) {
-        try {
-            hook();
-        } catch (...) {
-            loop.handle_exception(std::current_exception(), "shutdown hook");
+    // That includes work started *during* the shutdown (a coroutine that an
+    // aborted one starts to clean up, a job submitted by delivered work):
+    // its hook must run in this shutdown too, or it would outlive the loop.
+    auto run_hooks_and_deliver = [&] {
+        for (int round = 0; round < 16 && !im.shutdown_hooks.empty(); ++round) {
+            auto hooks = std::move(im.shutdown_hooks);
+            im.shutdown_hooks.clear();
+            for (auto& hook : hooks) {
+                try {
+                    hook();
+                } catch (...) {
+                    loop.handle_exception(std::current_exception(), "shutdown hook");
+                }
+            }
+            // Deliver what the hooks queued (abort notifications, results),
+            // within a bound: work that keeps re-queuing itself must not hold
+            // shutdown up.
+            for (int i = 0; i < 64 && loop.step(Duration::zero()); ++i) {
+            }
         }
-    }
-    // Deliver what the hooks queued (abort notifications, results), within a
-    // bound: work that keeps re-queuing itself must not hold shutdown up.
+    };
+    run_hooks_and_deliver();
     for (int i = 0; i < 64 && loop.step(Duration::zero()); ++i) {
     }
+    run_hooks_and_deliver();
     im.signals.shutdown.emit();
     im.signals.shutdown.disconnect_all();
+    run_hooks_and_deliver();
     // The steps above marked the loop as stepped again; it is shut down now,
-    // and the destructor must not do it a second time.
-    im.needs_shutdown = false;
+    // and the destructor must not do it a second time (unless work keeps
+    // registering hooks past the bound above).
+    im.needs_shutdown = !im.shutdown_hooks.empty();
 }
 
 } // namespace detail

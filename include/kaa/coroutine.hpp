@@ -230,8 +230,10 @@ public:
                                                    std::make_tuple(last, std::forward<Args>(args)...));
         unfinished.push_back(ip);
         if (policy_ == Policy::synchronized) {
-            group_->run_or_queue(ip, [state = std::move(state), opts = &opts_, body = std::move(body)]() mutable {
-                detail::start_coroutine(std::move(state), *opts, std::move(body));
+            // The options are copied: a queued call may start after this
+            // definition is gone.
+            group_->run_or_queue(ip, [state = std::move(state), opts = opts_, body = std::move(body)]() mutable {
+                detail::start_coroutine(std::move(state), opts, std::move(body));
             });
         } else {
             detail::start_coroutine(std::move(state), opts_, std::move(body));

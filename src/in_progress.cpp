@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <cstdlib>
+#include <stop_token>
 #include <thread>
 #include <typeinfo>
 
@@ -42,11 +43,14 @@ namespace {
 // Threads blocked in wait_until() (rare: workers waiting for the loop) share
 // one condition variable; completion notifies it only when someone waits.
 std::mutex g_wait_mutex;
-std::condition_variable g_wait_cv;
+// _any: it can also wait for a stop token (a threaded job that is aborted
+// while it blocks here wakes up).
+std::condition_variable_any g_wait_cv;
 } // namespace
 
 bool in_coroutine() noexcept;
 bool job_would_deadlock(const StateBase& s);
+std::stop_token current_stop_token();
 
 void StateBase::complete(Status final, const std::shared_ptr<StateBase>& self) {
     // With several callbacks, one of them may drop the last handle while the
@@ -207,13 +211,29 @@ bool StateBase::wait_until(std::optional<std::chrono::steady_clock::time_point> 
         const StateBase* s;
         ~Release() { s->blocking_waiters_.fetch_sub(1, std::memory_order_relaxed); }
     } release{this};
+    // Inside a threaded job, an abort of the job (or the loop shutting down,
+    // which stops running jobs) ends the wait: otherwise a job blocked on
+    // something only the loop finishes would hold up the shutdown, which
+    // waits for running jobs on the loop thread.
+    std::stop_token stop = current_stop_token();
     std::unique_lock lock(g_wait_mutex);
     auto done = [&] { return finished(); };
-    if (!deadline) {
-        g_wait_cv.wait(lock, done);
-        return true;
+    bool ok = deadline ? g_wait_cv.wait_until(lock, stop, *deadline, done) : g_wait_cv.wait(lock, stop, done);
+    if (!ok && stop.stop_requested())
+        throw InProgressAborted("InProgress::wait(): the threaded job that was waiting was aborted");
+    return ok;
+}
+
+void fail_dropped_completion(const std::shared_ptr<StateBase>& s) noexcept {
+    if (s->status() != Status::claimed)
+        return;
+    try {
+        s->fail_claimed(std::make_exception_ptr(LoopError("the main loop went away before the result of this "
+                                                          "operation, finished from another thread, was delivered")),
+                        s);
+    } catch (...) {
+        report_unhandled(std::current_exception(), "dropped InProgress result");
     }
-    return g_wait_cv.wait_until(lock, *deadline, done);
 }
 
 void throw_empty_handle() {

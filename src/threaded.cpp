@@ -87,13 +87,17 @@ public:
 
     void count_late_result() { ++late_results_; }
 
-    /// Whether a thread of this pool waiting on `job` would wait forever:
-    /// the job is queued and every thread is taken (the caller holds one).
-    bool would_deadlock(const Job* job) const {
+    /// Whether a thread of this pool waiting on `s` would wait forever: it
+    /// is the state of a job queued here, and the caller is the pool's only
+    /// thread. (With more threads, one that is busy or just starting will
+    /// get to the job.) The queue is searched under the lock, rather than
+    /// following the state's `job` pointer from this thread: the loop clears
+    /// that pointer and frees the Job when the job completes.
+    bool would_deadlock(const StateBase* s) const {
         std::lock_guard lk(m_);
-        if (job->phase != Job::Phase::queued)
+        if (size_ != 1)
             return false;
-        return idle_ == 0 && threads_.size() >= size_;
+        return std::any_of(heap_.begin(), heap_.end(), [s](const auto& j) { return j->state.get() == s; });
     }
 
     /// Aborts queued jobs, stops running ones, joins the threads (waiting at
@@ -127,13 +131,15 @@ public:
                 cv_.notify_all();
             }
             threads.swap(threads_);
-            exited_ = 0;
         }
         for (auto& t : threads)
             if (t.joinable())
                 t.join();
         {
+            // Only now: a worker that finished its job after the wait above
+            // counts itself as exited later, and stats() would underflow.
             std::lock_guard lk(m_);
+            exited_ = 0;
             stopping_ = false;
         }
         // Fail the jobs that never ran (on the loop thread, or inline without
@@ -298,51 +304,10 @@ void submit_job(std::shared_ptr<StateBase> state, const ThreadOptions& opts, Uni
     impl->submit(std::move(job));
 }
 
-void job_succeeded(UniqueFunction<void()> publish) noexcept {
-    Job* job = t_job;
-    try {
-        post_to_loop([s = job->state, pool = job->pool, publish = std::move(publish)]() mutable {
-            if (s->status() == Status::pending && s->claim()) {
-                s->job = nullptr;
-                publish();
-                s->complete(Status::succeeded, s);
-            } else if (auto p = pool.lock()) {
-                p->count_late_result();
-            }
-        });
-    } catch (...) {
-        report_unhandled(std::current_exception(), "threaded job result");
-    }
-}
-
-void job_failed(std::exception_ptr e) noexcept {
-    Job* job = t_job;
-    try {
-        post_to_loop([s = job->state, e = std::move(e)]() mutable {
-            if (s->status() == Status::pending && s->claim()) {
-                s->job = nullptr;
-                s->fail_claimed(std::move(e), s);
-                return;
-            }
-            // Aborted while running: an InProgressAborted is the job obeying;
-            // anything else is an error nobody would see otherwise.
-            try {
-                std::rethrow_exception(e);
-            } catch (const InProgressAborted&) {
-            } catch (...) {
-                report_unhandled(std::current_exception(), "threaded job (failed after it was aborted)");
-            }
-        });
-    } catch (...) {
-        report_unhandled(std::current_exception(), "threaded job result");
-    }
-}
-
-std::stop_token current_stop_token() { return t_job ? t_job->stop.get_token() : std::stop_token(); }
-
 namespace {
-// A main-thread call that is dropped unrun (the loop went away with it still
-// queued) fails its InProgress, so that a worker blocked on it wakes up.
+// Work posted to the loop that finishes `s` there: a main-thread call, or a
+// job's result. Dropped unrun (the loop went away with it still queued), it
+// fails the InProgress, so that a thread blocked on it wakes up.
 class MainCall {
 public:
     MainCall(std::shared_ptr<StateBase> s, UniqueFunction<void()> fn) : s_(std::move(s)), fn_(std::move(fn)) {}
@@ -351,7 +316,7 @@ public:
     ~MainCall() {
         if (s_ && s_->status() == Status::pending && s_->claim())
             s_->fail_claimed(std::make_exception_ptr(LoopError("the main loop went away before this "
-                                                               "main-thread call could run")),
+                                                               "main-thread call or job result could run")),
                              s_);
     }
     void operator()() {
@@ -365,19 +330,56 @@ private:
 };
 } // namespace
 
+void job_succeeded(UniqueFunction<void()> publish) noexcept {
+    Job* job = t_job;
+    try {
+        post_to_loop(MainCall(job->state, [s = job->state, pool = job->pool, publish = std::move(publish)]() mutable {
+            if (s->status() == Status::pending && s->claim()) {
+                s->job = nullptr;
+                publish();
+                s->complete(Status::succeeded, s);
+            } else if (auto p = pool.lock()) {
+                p->count_late_result();
+            }
+        }));
+    } catch (...) {
+        report_unhandled(std::current_exception(), "threaded job result");
+    }
+}
+
+void job_failed(std::exception_ptr e) noexcept {
+    Job* job = t_job;
+    try {
+        post_to_loop(MainCall(job->state, [s = job->state, e = std::move(e)]() mutable {
+            if (s->status() == Status::pending && s->claim()) {
+                s->job = nullptr;
+                s->fail_claimed(std::move(e), s);
+                return;
+            }
+            // Aborted while running: an InProgressAborted is the job obeying;
+            // anything else is an error nobody would see otherwise.
+            try {
+                std::rethrow_exception(e);
+            } catch (const InProgressAborted&) {
+            } catch (...) {
+                report_unhandled(std::current_exception(), "threaded job (failed after it was aborted)");
+            }
+        }));
+    } catch (...) {
+        report_unhandled(std::current_exception(), "threaded job result");
+    }
+}
+
+std::stop_token current_stop_token() { return t_job ? t_job->stop.get_token() : std::stop_token(); }
+
+
 void post_main_thread(std::shared_ptr<StateBase> state, UniqueFunction<void()> fn) {
     if (!MainLoop::current_or_null())
         throw LoopError("threaded(kaa::main_thread, ...): no kaa::MainLoop exists to run it");
     detail::post_to_loop(MainCall(std::move(state), std::move(fn)));
 }
 
-bool job_would_deadlock(const StateBase& s) {
-    if (!t_pool || !s.job)
-        return false;
-    const Job* job = static_cast<const Job*>(s.job);
-    auto pool = job->pool.lock();
-    return pool && pool.get() == t_pool && pool->would_deadlock(job);
-}
+bool job_would_deadlock(const StateBase& s) { return t_pool && t_pool->would_deadlock(&s); }
 
 } // namespace detail
 

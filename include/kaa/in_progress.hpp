@@ -167,6 +167,28 @@ public:
 void arm_timeout(std::shared_ptr<StateBase> guarded, std::shared_ptr<StateBase> out, Duration d, bool abort,
                  UniqueFunction<void(StateBase&)> copy_value);
 
+/// Fails `s` with LoopError if it is still claimed (see ClaimedCompletion).
+void fail_dropped_completion(const std::shared_ptr<StateBase>& s) noexcept;
+
+/// Held by the task that finish()/fail() off the loop thread posts after
+/// claiming the operation. If the loop goes away with the task unrun, the
+/// operation fails with LoopError instead of staying claimed forever (a
+/// thread blocked in wait() on it would never wake). take() disarms it.
+class ClaimedCompletion {
+public:
+    explicit ClaimedCompletion(std::shared_ptr<StateBase> s) noexcept : s_(std::move(s)) {}
+    ClaimedCompletion(ClaimedCompletion&&) noexcept = default;
+    ClaimedCompletion& operator=(ClaimedCompletion&&) = delete;
+    ~ClaimedCompletion() {
+        if (s_)
+            fail_dropped_completion(s_);
+    }
+    std::shared_ptr<StateBase> take() noexcept { return std::move(s_); }
+
+private:
+    std::shared_ptr<StateBase> s_;
+};
+
 [[noreturn]] void throw_empty_handle();
 [[noreturn]] void throw_already_finished(const char* what);
 [[noreturn]] void throw_not_ready();
@@ -291,12 +313,15 @@ public:
             s.complete(detail::Status::succeeded, state_);
         } else {
             if constexpr (std::is_void_v<T>) {
-                detail::post_to_loop([p = state_] { p->complete(detail::Status::succeeded, p); });
+                detail::post_to_loop([g = detail::ClaimedCompletion(state_)]() mutable {
+                    auto p = g.take();
+                    p->complete(detail::Status::succeeded, p);
+                });
             } else {
-                detail::post_to_loop([p = typed_ptr(), v = T(std::forward<A>(a)...)]() mutable {
-                    p->set_value(std::move(v));
-                    std::shared_ptr<detail::StateBase> b = p;
-                    p->complete(detail::Status::succeeded, b);
+                detail::post_to_loop([g = detail::ClaimedCompletion(state_), v = T(std::forward<A>(a)...)]() mutable {
+                    std::shared_ptr<detail::StateBase> b = g.take();
+                    static_cast<StateT&>(*b).set_value(std::move(v));
+                    b->complete(detail::Status::succeeded, b);
                 });
             }
         }
@@ -315,7 +340,10 @@ public:
         if (detail::in_loop_context())
             s.fail_claimed(std::move(e), state_);
         else
-            detail::post_to_loop([p = state_, e = std::move(e)]() mutable { p->fail_claimed(std::move(e), p); });
+            detail::post_to_loop([g = detail::ClaimedCompletion(state_), e = std::move(e)]() mutable {
+                auto p = g.take();
+                p->fail_claimed(std::move(e), p);
+            });
     }
     template <class E>
         requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr>)
@@ -455,7 +483,8 @@ void InProgress<T>::finish(const InProgress<T>& other) const {
     if (detail::in_loop_context())
         other.st().add_callback(std::move(relay));
     else
-        detail::post_to_loop([o = other.state_, relay = std::move(relay)]() mutable {
+        detail::post_to_loop([g = detail::ClaimedCompletion(state_), o = other.state_, relay = std::move(relay)]() mutable {
+            g.take();
             o->add_callback(std::move(relay));
         });
 }

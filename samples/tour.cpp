@@ -4,21 +4,28 @@
 // programming model and returns the operation it started, as an InProgress.
 // main() runs the sections one after another on the main loop -- the next one
 // starts when the previous operation has finished -- and stops the loop after
-// the last one. The whole tour takes well under two seconds and prints what
+// the last one. The whole tour takes about two seconds and prints what
 // happens, with the time since the start.
 //
 // Build and run:  cmake --build build --target tour && build/samples/tour
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include <kaa/coroutine.hpp>
 #include <kaa/in_progress.hpp>
 #include <kaa/main_loop.hpp>
+#include <kaa/progress.hpp>
 #include <kaa/signal.hpp>
+#include <kaa/threaded.hpp>
 #include <kaa/timer.hpp>
 
 using namespace std::chrono_literals;
@@ -174,6 +181,210 @@ kaa::InProgressRef unhandled_exceptions() {
     return done;
 }
 
+// 7. Coroutines ---------------------------------------------------------------
+//
+// A coroutine is an ordinary function running on a stack of its own.
+// this_coroutine::await(ip) suspends it -- not the loop -- until the
+// InProgress finishes, then returns its value or rethrows its exception.
+// kaa::coroutine(fn, args...) starts one and returns its own InProgress.
+
+using kaa::this_coroutine::await;
+
+// A pretend web server. Connecting takes 50 ms; a request is blocking work,
+// done on a thread pool; the page arrives 50 ms later through a signal.
+struct Server {
+    kaa::Signal<void(const std::string&)> data_received;
+
+    kaa::InProgress<void> connect_to(const std::string& /*host*/) { return kaa::delay(50ms); }
+
+    kaa::InProgress<int> send_request(const std::string& path) {
+        kaa::InProgress<int> status = kaa::threaded([path] {
+            std::this_thread::sleep_for(20ms); // blocking I/O
+            return path == "/" ? 200 : 404;
+        });
+        status.connect([this, path](int) {
+            kaa::delay(50ms).connect([this, path] { data_received.emit("<html>" + path + "</html>"); });
+        });
+        return status;
+    }
+};
+
+Server server;
+
+// Reads like blocking code; while it waits, the loop runs everything else.
+std::string fetch_page(const std::string& host, const std::string& path) {
+    await(server.connect_to(host));
+    int status = await(server.send_request(path));
+    if (status != 200)
+        throw std::runtime_error(path + ": HTTP " + std::to_string(status));
+    return await(server.data_received.next());
+}
+
+// The same logic with callbacks: each step is a nested callback, and each
+// must pass failures on by hand.
+kaa::InProgress<std::string> fetch_page_with_callbacks(const std::string& host, const std::string& path) {
+    kaa::InProgress<std::string> page;
+    auto fail = [page](std::exception_ptr error) { page.fail(error); };
+    server.connect_to(host).connect_both(
+        [page, path, fail] {
+            server.send_request(path).connect_both(
+                [page, path, fail](int status) {
+                    if (status != 200)
+                        return page.fail(std::runtime_error(path + ": HTTP " + std::to_string(status)));
+                    kaa::InProgress<std::string> body = server.data_received.next();
+                    // The signal holds next() weakly: the callback keeps it.
+                    body.connect_both([page, body](const std::string& html) { page.finish(html); }, fail);
+                },
+                fail);
+        },
+        fail);
+    return page;
+}
+
+// The section is itself a coroutine.
+void coroutines_section() {
+    section("7. Coroutines: sequential code over asynchronous steps");
+    std::string page = await(kaa::coroutine(fetch_page, std::string("example.org"), std::string("/")));
+    say("coroutine fetch_page() returned", page);
+    page = await(fetch_page_with_callbacks("example.org", "/"));
+    say("fetch_page_with_callbacks() finished with", page);
+    try {
+        await(kaa::coroutine(fetch_page, std::string("example.org"), std::string("/missing")));
+    } catch (const std::runtime_error& e) {
+        say("a failure inside arrives as an exception:", e.what());
+    }
+
+    // yield() gives the loop a time slice: two coroutines take turns.
+    std::string order;
+    auto slicer = [&order](std::string name) {
+        for (int i = 1; i <= 3; ++i) {
+            order += name + std::to_string(i) + ' ';
+            kaa::this_coroutine::yield();
+        }
+    };
+    auto a = kaa::coroutine(slicer, std::string("A"));
+    auto b = kaa::coroutine(slicer, std::string("B"));
+    await(a);
+    await(b);
+    order.pop_back(); // the last space
+    say("two coroutines calling yield() interleave:", order);
+
+    // abort() raises InProgressAborted where the coroutine waits, and
+    // cascades into what it waits on.
+    kaa::InProgress<void> nap(nullptr);
+    kaa::InProgress<void> sleeper(nullptr);
+    sleeper = kaa::coroutine([&nap, &sleeper] {
+        nap = kaa::delay(10s);
+        try {
+            await(nap);
+        } catch (const kaa::InProgressAborted& e) {
+            say("sleeper caught InProgressAborted: inprogress() is the delay:", e.inprogress() == nap,
+                "- origin() is the sleeper:", e.origin() == sleeper);
+            throw; // it may clean up here, but not wait again
+        }
+    });
+    say("sleeper waits on a 10 s delay; abort() it");
+    sleeper.abort();
+    say("after abort(): the delay failed() =", nap.failed(), "- the sleeper failed() =", sleeper.failed());
+}
+
+kaa::InProgressRef coroutines() { return kaa::coroutine({.name = "tour: coroutines"}, coroutines_section); }
+
+// 8. Threads --------------------------------------------------------------------
+//
+// kaa::threaded(fn) runs blocking work on a thread pool and returns an
+// InProgress that finishes on the loop thread. A job reports progress with
+// this_job::set_progress(), calls the main thread with
+// threaded(kaa::main_thread, fn), and stops when this_job::aborted().
+
+// Main-thread state (think: a setting shown in the UI). Workers ask for it.
+std::size_t chunk_size = 64 * 1024;
+int main_thread_calls = 0;
+
+// A stand-in for real work: FNV-1a over a buffer, chunk by chunk, with a
+// pause per chunk so that the progress bars have something to show.
+std::uint64_t hash_buffer(const std::vector<unsigned char>& data) {
+    std::size_t chunk = kaa::threaded(kaa::main_thread, [] {
+                            ++main_thread_calls;
+                            return chunk_size;
+                        }).wait();
+    std::uint64_t hash = 14695981039346656037u;
+    for (std::size_t done = 0; done < data.size();) {
+        kaa::this_job::check_aborted(); // throws InProgressAborted once aborted
+        for (std::size_t end = std::min(data.size(), done + chunk); done < end; ++done)
+            hash = (hash ^ data[done]) * 1099511628211u;
+        kaa::this_job::set_progress(static_cast<std::int64_t>(done), static_cast<std::int64_t>(data.size()));
+        std::this_thread::sleep_for(10ms);
+    }
+    return hash;
+}
+
+// One bar per job, on one line, redrawn every 10 % of the total.
+void draw_bars(const std::vector<kaa::Progress*>& bars, int& drawn) {
+    std::int64_t pos = 0, max = 0;
+    for (const kaa::Progress* p : bars) {
+        pos += p->pos();
+        max += p->max();
+    }
+    int tenth = max ? static_cast<int>(pos * 10 / max) : 0;
+    if (tenth == drawn)
+        return;
+    drawn = tenth;
+    std::cout << "\r        ";
+    for (const kaa::Progress* p : bars)
+        std::cout << ' ' << p->bar(14);
+    std::cout << std::flush;
+}
+
+void threads_section() {
+    section("8. Threads: blocking work on a pool, progress, main-thread calls, abort");
+    std::vector<kaa::ThreadInProgress<std::uint64_t>> jobs;
+    for (int i = 0; i < 4; ++i) {
+        std::vector<unsigned char> buffer(1 << 20, static_cast<unsigned char>(i));
+        jobs.push_back(kaa::threaded({.progress = true}, hash_buffer, std::move(buffer)));
+    }
+    say("hashing 4 buffers of 1 MiB on the default pool");
+    std::vector<kaa::Progress*> bars;
+    for (auto& job : jobs)
+        bars.push_back(job.progress().get());
+    int drawn = -1;
+    for (kaa::Progress* p : bars)
+        p->changed().connect([&bars, &drawn](const kaa::Progress&) { draw_bars(bars, drawn); });
+    std::uint64_t combined = 0;
+    for (auto& job : jobs)
+        combined ^= await(job);
+    std::cout << std::endl;
+    for (kaa::Progress* p : bars)
+        p->changed().disconnect_all();
+    say("all done; the workers made", main_thread_calls, "main-thread calls; combined hash", combined);
+
+    // A long job, aborted by a timer. abort() fails the InProgress at once;
+    // the job notices this_job::aborted() and stops.
+    kaa::InProgress<int> stopped_after; // the job reports how far it got
+    auto transcode = kaa::threaded([stopped_after] {
+        int chunks = 0;
+        while (!kaa::this_job::aborted()) {
+            std::this_thread::sleep_for(10ms); // one chunk of a long job
+            ++chunks;
+        }
+        stopped_after.finish(chunks); // from the worker: delivered on the loop
+        return chunks;                // too late: the InProgress failed already
+    });
+    kaa::OneShotTimer give_up([transcode] {
+        say("timer fires: abort() the long job");
+        transcode.abort();
+    });
+    give_up.start(150ms);
+    try {
+        await(transcode);
+    } catch (const kaa::InProgressAborted& e) {
+        say("waiting on the job raised InProgressAborted:", e.message());
+    }
+    say("the job saw this_job::aborted() and stopped after", await(stopped_after), "chunks");
+}
+
+kaa::InProgressRef threads() { return kaa::coroutine({.name = "tour: threads"}, threads_section); }
+
 // Running the tour -------------------------------------------------------------
 
 Player player;
@@ -186,13 +397,15 @@ const Section sections[] = {
     [] { return waiting_for_a_signal(player); },
     abort_an_operation,
     unhandled_exceptions,
+    coroutines,
+    threads,
 };
 
 // Starts section `i`; when its operation has finished (either way), starts the
 // next one. After the last one, stops the loop.
 void run_sections_from(std::size_t i) {
     if (i == std::size(sections)) {
-        section("7. Stop");
+        section("9. Stop");
         say("stopping the loop");
         kaa::main_loop().stop();
         return;

@@ -344,10 +344,12 @@ TEST(CoroutineStressShutdown, EveryKindOfSuspensionIsUnwound) {
 
 TEST(CoroutineStressShutdown, AbortHandlerAbortsAnotherCoroutineDuringShutdown) {
     Counted::alive = 0;
+    // Declared before the loop: the abort handler uses them while the loop's
+    // destructor unwinds the coroutines.
+    InProgress<void> never;
+    InProgress<void> other(nullptr);
     {
         kaa::MainLoop loop;
-        InProgress<void> never;
-        InProgress<void> other(nullptr);
         kaa::coroutine([&] {
             Counted c;
             try {

@@ -1,13 +1,20 @@
 // The whole of kaa in one include: the main loop, InProgress, signals,
-// coroutines, progress, timers and the error types. Each concept's header can also be included
+// coroutines (stackful and co_await Tasks), threaded work, any/all and
+// timeouts, progress, timers and the error types. Each concept's header can also be included
 // alone (they are self-contained); add a line here for every new public header.
 #pragma once
 
 #include "kaa/coroutine.hpp"
 #include "kaa/errors.hpp"
 #include "kaa/fwd.hpp"
+#include "kaa/future.hpp"
 #include "kaa/in_progress.hpp"
+#include "kaa/in_progress_all.hpp"
+#include "kaa/in_progress_callable.hpp"
 #include "kaa/main_loop.hpp"
 #include "kaa/progress.hpp"
 #include "kaa/signal.hpp"
+#include "kaa/synchronized.hpp"
+#include "kaa/task.hpp"
+#include "kaa/threaded.hpp"
 #include "kaa/timer.hpp"

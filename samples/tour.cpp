@@ -18,10 +18,13 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <variant>
 #include <vector>
 
 #include <kaa/coroutine.hpp>
 #include <kaa/in_progress.hpp>
+#include <kaa/in_progress_all.hpp>
 #include <kaa/main_loop.hpp>
 #include <kaa/progress.hpp>
 #include <kaa/signal.hpp>
@@ -385,6 +388,46 @@ void threads_section() {
 
 kaa::InProgressRef threads() { return kaa::coroutine({.name = "tour: threads"}, threads_section); }
 
+// 9. Waiting for several things ---------------------------------------------------
+//
+// kaa::any() finishes with the index of the first member to finish; kaa::all()
+// with every member's result, and has a Progress that sums up the members'.
+// Members can be any InProgress: delays, jobs, coroutines, signals' next().
+
+// A job on the thread pool: `steps` pieces of 20 ms, reporting its progress.
+int count_to(int steps) {
+    for (int i = 1; i <= steps; ++i) {
+        std::this_thread::sleep_for(20ms);
+        kaa::this_job::set_progress(i, steps);
+    }
+    return steps;
+}
+
+kaa::InProgressRef waiting_for_several() {
+    section("9. Waiting for several things: any() and all()");
+    // any() as a deadline: the first of a 100 ms look-up and a 50 ms delay.
+    kaa::InProgress<int> answer = look_up_answer();
+    kaa::InProgress<void> deadline = kaa::delay(50ms);
+    kaa::any(answer, deadline).connect([answer](std::size_t first) {
+        say("any(): member", first, "finished first; the look-up finished() =", answer.finished());
+    });
+
+    // all(): two jobs and a delay; one bar for the three of them.
+    kaa::ThreadOptions with_progress;
+    with_progress.progress = true;
+    auto all = kaa::all(kaa::threaded(with_progress, count_to, 3), kaa::threaded(with_progress, count_to, 5),
+                        kaa::delay(150ms));
+    all.progress()->changed().connect([drawn = std::int64_t(-1)](const kaa::Progress& p) mutable {
+        if (p.pos() != drawn)
+            say("all():", p.bar(20), p.pos(), "of", p.max());
+        drawn = p.pos();
+    });
+    all.connect([](const std::tuple<int, int, std::monostate>& results) {
+        say("all() finished with", std::get<0>(results), "and", std::get<1>(results), "(and std::monostate for the delay)");
+    });
+    return all;
+}
+
 // Running the tour -------------------------------------------------------------
 
 Player player;
@@ -399,13 +442,14 @@ const Section sections[] = {
     unhandled_exceptions,
     coroutines,
     threads,
+    waiting_for_several,
 };
 
 // Starts section `i`; when its operation has finished (either way), starts the
 // next one. After the last one, stops the loop.
 void run_sections_from(std::size_t i) {
     if (i == std::size(sections)) {
-        section("9. Stop");
+        section("10. Stop");
         say("stopping the loop");
         kaa::main_loop().stop();
         return;

@@ -112,7 +112,9 @@ void arm_timeout(std::shared_ptr<StateBase> guarded, std::shared_ptr<StateBase> 
                  UniqueFunction<void(StateBase&)> copy_value) {
     if (!in_loop_context())
         throw WrongThread("InProgress::timeout(): call it on the loop thread");
-    if (abort && guarded->status() == Status::pending && !guarded->abortable())
+    // A claimed operation (a noabort() view, a chained finish(other), a
+    // result in flight) cannot be aborted either, whatever handlers it has.
+    if (abort && !guarded->finished() && (guarded->status() == Status::claimed || !guarded->abortable()))
         throw NotAbortable("InProgress::timeout(d, abort=true): this operation cannot be aborted, so the "
                            "timeout could not stop it; use timeout(d) (the operation goes on) or make it "
                            "abortable");

@@ -210,6 +210,29 @@ TEST_F(Toolkit, TimeoutAbortOnANonAbortableOperationIsRejectedAtTheCall) {
     EXPECT_THROW(plain.timeout(1ms, true), kaa::NotAbortable);
 }
 
+TEST_F(Toolkit, TimeoutAbortOnAClaimedOperationIsRejectedToo) {
+    auto op = abortable_pending();
+    EXPECT_THROW(op.noabort().timeout(1ms, true), kaa::NotAbortable) << "a noabort() view";
+    InProgress<int> chained;
+    chained.abort_signal().connect([](const InProgressAborted&) {});
+    chained.finish(op);  // claimed: its outcome is decided by op
+    EXPECT_THROW(chained.timeout(1ms, true), kaa::NotAbortable);
+    op.finish(1);
+}
+
+TEST_F(Toolkit, FromFutureStopsWaitingWhenAborted) {
+    std::promise<int> never;
+    auto ip = kaa::from_future(never.get_future());
+    ip.abort();
+    EXPECT_TRUE(ip.failed());
+    auto& pool = kaa::ThreadPool::default_pool();
+    for (int i = 0; i < 10'000'000 && pool.stats().running != 0; ++i) {
+        loop.step(kaa::Duration::zero());
+        std::this_thread::yield();
+    }
+    EXPECT_EQ(pool.stats().running, 0u) << "the job saw the abort instead of blocking in get()";
+}
+
 TEST_F(Toolkit, AbortingTheTimeoutView) {
     auto op = abortable_pending();
     auto to = op.timeout(1h, true);

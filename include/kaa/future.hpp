@@ -5,8 +5,9 @@
 //    the loop -- use ip.wait() there, which iterates the loop.
 //  * from_future(std::future<T>): an InProgress finished on the loop thread
 //    with the future's value or exception. Waiting on a std::future blocks a
-//    thread, so a job on the default thread pool does it; aborting the
-//    InProgress stops waiting for the value (it is discarded when it comes).
+//    thread, so a job on the default thread pool does it, checking every
+//    10 ms whether it was aborted: aborting the InProgress (or the loop
+//    shutting down) stops the wait; a value that comes later is discarded.
 #pragma once
 
 #include <future>
@@ -36,7 +37,13 @@ std::future<T> to_future(const InProgress<T>& ip) {
 
 template <class T>
 ThreadInProgress<T> from_future(std::future<T> f) {
-    return threaded([f = std::move(f)]() mutable -> T { return f.get(); });
+    return threaded([f = std::move(f)]() mutable -> T {
+        // std::future has no completion callback: wait in slices so that an
+        // abort is seen (and shutdown is not held up for its grace period).
+        while (f.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready)
+            this_job::check_aborted();
+        return f.get();
+    });
 }
 
 } // namespace kaa

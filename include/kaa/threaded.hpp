@@ -157,6 +157,10 @@ auto threaded(const ThreadOptions& opts, F&& fn, A&&... args) {
     detail::submit_job(
         state, opts,
         [s = state.get(), fn = Fn(std::forward<F>(fn)), args = std::make_tuple(std::forward<A>(args)...)]() mutable {
+            // The exception leaves the catch block while `error` still holds
+            // it, then moves to the loop: its last reference always goes on
+            // the loop thread, never on this worker behind the loop's back.
+            std::exception_ptr error;
             try {
                 if constexpr (std::is_void_v<R>) {
                     detail::invoke_job(fn, args);
@@ -166,8 +170,10 @@ auto threaded(const ThreadOptions& opts, F&& fn, A&&... args) {
                     detail::job_succeeded([s, v = std::move(value)]() mutable { s->set_value(std::move(v)); });
                 }
             } catch (...) {
-                detail::job_failed(std::current_exception());
+                error = std::current_exception();
             }
+            if (error)
+                detail::job_failed(std::move(error));
         });
     return ip;
 }

@@ -10,6 +10,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include "asio_host.hpp"
+
 
 namespace asio = boost::asio;
 
@@ -88,6 +90,19 @@ struct MainLoop::Impl {
 
     std::vector<detail::UniqueFunction<void()>> shutdown_hooks;
 
+    // Guest mode (attach_host). `host` and `asio_ready` belong to the loop
+    // thread; `host_wakeup` and `host_waiting` are guarded by remote_mutex,
+    // because post() reads them from other threads; `hosted` lets stop()
+    // see the mode from any thread.
+    std::optional<detail::AsioHost> asio_host;
+    HostHooks host;
+    bool asio_ready = false;           // rearm() found Asio handlers queued
+    bool host_waiting = false;         // a nested step blocks in Asio while attached
+    detail::UniqueFunction<void()> host_wakeup;
+    std::atomic<bool> hosted{false};
+
+    void host_blocking_wait(MainLoop& self, std::optional<Duration> timeout);
+
     Signals signals;
 
     void wake() {
@@ -123,6 +138,17 @@ MainLoop::MainLoop() : impl_(std::make_unique<Impl>()) {
 }
 
 MainLoop::~MainLoop() {
+    if (impl_->asio_host) {
+        auto detached = std::move(impl_->host.detached);
+        detach_host();
+        if (detached) {
+            try {
+                detached();
+            } catch (...) {
+                print_unhandled(std::current_exception(), "host detach hook");
+            }
+        }
+    }
     if (impl_->needs_shutdown) {
         try {
             detail::shutdown_loop(*this);
@@ -174,7 +200,60 @@ asio::io_context& MainLoop::context() noexcept { return impl_->io; }
 
 bool MainLoop::has_ready_work() const noexcept {
     return !impl_->local.empty() || !impl_->remote_ready.empty() ||
+           impl_->remote_pending.load(std::memory_order_acquire) || impl_->asio_ready;
+}
+
+bool MainLoop::has_posted_work() const noexcept {
+    return impl_->asio_ready || !impl_->remote_ready.empty() ||
            impl_->remote_pending.load(std::memory_order_acquire);
+}
+
+bool MainLoop::host_attached() const noexcept { return impl_->asio_host.has_value(); }
+
+int MainLoop::attach_host(HostHooks hooks) {
+    if (t_loop != this)
+        throw WrongThread("MainLoop::attach_host() must be called on the loop's thread (the thread that "
+                          "created the MainLoop), which must also be the host loop's thread");
+    Impl& im = *impl_;
+    if (im.running)
+        throw LoopError("MainLoop::attach_host(): the loop is inside run(); attach before running the host "
+                        "loop, instead of run()");
+    if (im.asio_host)
+        throw LoopError("MainLoop::attach_host(): a host loop is attached already; detach_host() first");
+    im.asio_host.emplace(im.io);
+    im.host = std::move(hooks);
+    {
+        std::lock_guard lock(im.remote_mutex);
+        im.host_wakeup = std::move(im.host.wakeup);
+    }
+    im.hosted.store(true, std::memory_order_release);
+    // Standalone steps may have left the reactor un-armed: arm it now, and
+    // let the host see whatever is ready already.
+    im.asio_ready = im.asio_host->rearm();
+    return im.asio_host->fd();
+}
+
+void MainLoop::detach_host() noexcept {
+    Impl& im = *impl_;
+    if (!im.asio_host)
+        return;
+    if (t_loop != this) {
+        handle_exception(std::make_exception_ptr(WrongThread(
+                             "MainLoop::detach_host() must be called on the loop's thread; nothing was detached")),
+                         "detach_host");
+        return;
+    }
+    detail::UniqueFunction<void()> wakeup;
+    {
+        std::lock_guard lock(im.remote_mutex);
+        wakeup = std::move(im.host_wakeup);
+        im.host_wakeup = nullptr;
+    }
+    im.hosted.store(false, std::memory_order_release);
+    HostHooks old = std::move(im.host);
+    im.host = HostHooks{};
+    im.asio_host.reset();
+    im.asio_ready = false;
 }
 
 void MainLoop::post(detail::UniqueFunction<void()> fn) {
@@ -188,12 +267,32 @@ void MainLoop::post(detail::UniqueFunction<void()> fn) {
         was_empty = impl_->remote.empty();
         impl_->remote.push_back(std::move(fn));
         impl_->remote_pending.store(true, std::memory_order_release);
+        // Guest mode: the host loop dispatches, unless the loop thread is in
+        // a nested blocking step (InProgress::wait), which only Asio can
+        // wake. Called under the lock: detach_host() clears the hook under it.
+        if (was_empty && impl_->host_wakeup && !impl_->host_waiting) {
+            impl_->host_wakeup();
+            return;
+        }
     }
     if (was_empty)
         impl_->wake();
 }
 
 void MainLoop::stop() noexcept {
+    if (impl_->hosted.load(std::memory_order_acquire)) {
+        // The host owns the loop: ask it to quit, on the loop thread. A flag
+        // like run()'s would stay set and make nested waits spin.
+        try {
+            post([this] {
+                if (impl_->host.quit)
+                    impl_->host.quit();
+            });
+        } catch (...) {
+            handle_exception(std::current_exception(), "stop");
+        }
+        return;
+    }
     impl_->stop_requested.store(true, std::memory_order_release);
     try {
         impl_->wake();
@@ -226,7 +325,10 @@ bool MainLoop::step(std::optional<Duration> timeout) {
 
     const std::uint64_t local_mark = im.local.end();
     if (!has_ready_work() && !im.stop_requested.load(std::memory_order_acquire)) {
-        if (!timeout)
+        if (im.asio_host) [[unlikely]] {
+            if (!timeout || *timeout > Duration::zero())
+                im.host_blocking_wait(*this, timeout);
+        } else if (!timeout)
             guarded([&] { return im.io.run_one(); });
         else if (*timeout > Duration::zero())
             guarded([&] { return im.io.run_one_for(*timeout); });
@@ -239,7 +341,37 @@ bool MainLoop::step(std::optional<Duration> timeout) {
     ran += im.local.run_until(*this, local_mark);
     if (!im.signals.step.empty())
         im.signals.step.emit();
+    if (im.asio_host) [[unlikely]]
+        im.asio_ready = im.asio_host->rearm();
     return ran > 0;
+}
+
+void MainLoop::Impl::host_blocking_wait(MainLoop& self, std::optional<Duration> timeout) {
+    // A step that may block while a host is attached: a nested wait
+    // (InProgress::wait) inside a dispatch. It blocks in Asio, so posts from
+    // other threads must wake Asio rather than the host until it returns.
+    Impl& im = *this;
+    {
+        std::lock_guard lock(im.remote_mutex);
+        if (!im.remote.empty())
+            return;
+        im.host_waiting = true;
+    }
+    struct Reset {
+        Impl& im;
+        ~Reset() {
+            std::lock_guard lock(im.remote_mutex);
+            im.host_waiting = false;
+        }
+    } reset{im};
+    try {
+        if (!timeout)
+            im.io.run_one();
+        else
+            im.io.run_one_for(*timeout);
+    } catch (...) {
+        self.handle_exception(std::current_exception(), "asio handler");
+    }
 }
 
 void MainLoop::run() {
@@ -250,6 +382,9 @@ void MainLoop::run() {
     if (im.running)
         throw LoopError("MainLoop::run(): the loop is already running; use step() or "
                         "InProgress::wait() to run nested iterations");
+    if (im.asio_host)
+        throw LoopError("MainLoop::run(): the loop is attached to a host loop (guest mode); run the host's "
+                        "loop (g_main_loop_run, QCoreApplication::exec) instead, or detach_host() first");
     im.running = true;
     struct RunningGuard {
         MainLoop& loop;
@@ -260,6 +395,13 @@ void MainLoop::run() {
     } running_guard{*this};
     while (!im.stop_requested.load(std::memory_order_acquire))
         step();
+    detail::shutdown_loop(*this);
+}
+
+void MainLoop::shutdown() {
+    if (t_loop != this)
+        throw WrongThread("MainLoop::shutdown() must be called on the loop's thread (the thread that created "
+                          "the MainLoop)");
     detail::shutdown_loop(*this);
 }
 

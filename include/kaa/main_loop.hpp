@@ -9,7 +9,9 @@
 // other threads, run the work that was queued for "the next iteration" (posted
 // callbacks, time-sliced coroutines, deferred emissions) -- but not what that
 // work queues in turn -- and emit `step`. Waiting and dispatching are separate
-// so that a host loop (GLib, Qt) can wait in its own poll and let kaa dispatch.
+// so that a host loop (GLib, Qt) can wait in its own poll and let kaa dispatch:
+// attach_host() puts the loop in that *guest mode* (doc/embedding.md; the
+// adapters kaa::glib and kaa::qt do it for you).
 #pragma once
 
 #include <chrono>
@@ -33,6 +35,22 @@ namespace detail {
 void add_shutdown_hook(MainLoop& loop, UniqueFunction<void()> hook);
 void shutdown_loop(MainLoop& loop);
 } // namespace detail
+
+/// What a host loop gives MainLoop::attach_host(): how kaa reaches it.
+struct HostHooks {
+    /// Makes the host loop call the guest's dispatch soon (GLib:
+    /// g_main_context_wakeup; Qt: postEvent). Called from any thread, on
+    /// the transition "no work posted from other threads" -> "some"; must be
+    /// thread-safe and must not block.
+    detail::UniqueFunction<void()> wakeup;
+    /// Optional: ends the host loop. MainLoop::stop() calls it on the loop
+    /// thread, from a posted task. Without it, stop() does nothing in guest
+    /// mode (the host owns the loop).
+    detail::UniqueFunction<void()> quit;
+    /// Optional: called on the loop thread if the MainLoop is destroyed while
+    /// still attached; the host must stop calling into it from then on.
+    detail::UniqueFunction<void()> detached;
+};
 
 class MainLoop {
 public:
@@ -64,11 +82,21 @@ public:
 
     /// Runs iterations until stop(), then shuts down: emits `shutdown`, aborts
     /// suspended coroutines and stops thread pools. Can be called again later.
-    /// @throws LoopError if already running; WrongThread off the main thread.
+    /// @throws LoopError if already running or attached to a host loop (run
+    /// the host's loop instead); WrongThread off the main thread.
     void run();
 
+    /// What run() does when it ends: aborts suspended coroutines, stops
+    /// thread pools, delivers what that queued and emits `shutdown`. For guest
+    /// mode, where the host's loop, not run(), is the loop; call it before
+    /// leaving the host loop for good. The destructor does it if needed.
+    /// @throws WrongThread off the main thread.
+    void shutdown();
+
     /// Makes run() return after the current iteration. Safe from any thread
-    /// and from callbacks; exception handlers cannot veto it.
+    /// and from callbacks; exception handlers cannot veto it. In guest mode it
+    /// calls the host's quit hook instead (on the loop thread, a later
+    /// iteration).
     void stop() noexcept;
 
     /// Runs one iteration, waiting at most `timeout` for events when nothing
@@ -97,9 +125,32 @@ public:
     /// that Asio completes run on the loop thread inside step().
     boost::asio::io_context& context() noexcept;
 
-    /// For host-loop embedding: whether step(Duration::zero()) has work ready
-    /// without waiting.
+    /// Guest mode: from now on the host loop waits and calls
+    /// step(Duration::zero()) to dispatch -- when the returned fd is readable,
+    /// when `hooks.wakeup` was called, and whenever has_ready_work() is true.
+    /// The loop never blocks in that step, and the fd and the hook together
+    /// cover every event (timers, I/O, posted work), so an idle host sleeps.
+    /// @returns the fd to poll for readability (Asio's epoll fd; owned by the
+    ///          loop, valid until detach_host()).
+    /// @throws WrongThread off the main thread; LoopError inside run() or if
+    ///         a host is attached already.
+    int attach_host(HostHooks hooks);
+    /// Back to standalone mode (run()/step() wait themselves). No-op if no
+    /// host is attached. Loop thread only (elsewhere it reports WrongThread
+    /// through handle_exception and does nothing).
+    void detach_host() noexcept;
+    /// True between attach_host() and detach_host().
+    bool host_attached() const noexcept;
+
+    /// Whether step(Duration::zero()) has work ready without waiting: queued
+    /// callbacks or time slices, work posted from other threads, and in guest
+    /// mode Asio handlers that are ready. Loop thread only.
     bool has_ready_work() const noexcept;
+    /// The high-priority part of has_ready_work(): work posted from other
+    /// threads, or Asio handlers ready (guest mode). Hosts dispatch it at
+    /// their normal event priority, and the rest (callbacks and time slices
+    /// queued by the loop thread itself) at idle priority. Loop thread only.
+    bool has_posted_work() const noexcept;
 
     struct Impl;
 

@@ -23,6 +23,21 @@ install(EXPORT kaaTargets
   FILE kaaTargets.cmake
   DESTINATION ${KAA_INSTALL_CMAKEDIR})
 
+# Optional integrations get export sets of their own, which kaaConfig.cmake
+# loads when they were installed and their toolkit is found again.
+if(TARGET kaa_glib)
+  install(TARGETS kaa_glib
+    EXPORT kaaGlibTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+    INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  install(EXPORT kaaGlibTargets
+    NAMESPACE kaa::
+    FILE kaaGlibTargets.cmake
+    DESTINATION ${KAA_INSTALL_CMAKEDIR})
+endif()
+
 configure_package_config_file(
   ${PROJECT_SOURCE_DIR}/cmake/kaaConfig.cmake.in
   ${PROJECT_BINARY_DIR}/kaaConfig.cmake

@@ -69,3 +69,9 @@ done
 
 echo >&2
 python3 "$root/scripts/bench_table.py" --build-dir "$build" "$results"/*.json
+
+# Guest mode's idle cost (kaa::glib): a count, not a timing, so its own table.
+if [[ -x $build/bench/embed_idle && ( -z $filter || embed_idle =~ $filter ) ]]; then
+    echo "== running embed_idle" >&2
+    if ((quick)); then "$build/bench/embed_idle" --quick; else "$build/bench/embed_idle"; fi
+fi

@@ -28,6 +28,7 @@ PACKAGES=(
     libboost1.81-dev libboost-context1.81-dev libboost-thread1.81-dev
     googletest libgtest-dev libgmock-dev libbenchmark-dev
     valgrind
+    pkg-config libglib2.0-dev libgtk-3-dev xvfb xauth
 )
 
 log() { printf '\n=== run.sh: %s\n' "$*"; }

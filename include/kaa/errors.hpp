@@ -10,12 +10,17 @@
 //    forced_unwind is not a std::exception: a generic
 //    `catch (const std::exception&)` inside a coroutine must not swallow an
 //    abort and carry on as if nothing happened. Catch InProgressAborted by name.
+//
+// Errors of the outside world (a child process that cannot start, a pipe the
+// other side closed) are std::system_error subclasses such as ProcessError.
 #pragma once
 
 #include <exception>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <system_error>
+#include <utility>
 
 #include "kaa/fwd.hpp"
 
@@ -93,6 +98,20 @@ public:
 class WouldDeadlock : public UsageError {
 public:
     using UsageError::UsageError;
+};
+
+/// A child process (kaa::Process) could not be started, or an operation on
+/// its pipes failed. code() is the errno (ENOENT: the program or the working
+/// directory does not exist; EPIPE: the child closed its stdin; ECANCELED:
+/// the Process was destroyed); program() is argv[0].
+class ProcessError : public std::system_error {
+public:
+    ProcessError(int errno_value, std::string program, const std::string& what)
+        : std::system_error(errno_value, std::generic_category(), what), program_(std::move(program)) {}
+    const std::string& program() const noexcept { return program_; }
+
+private:
+    std::string program_;
 };
 
 /// Raised inside an operation that was aborted: inside a coroutine at its

@@ -1,6 +1,6 @@
 // The whole of kaa in one include: the main loop, InProgress, signals,
 // coroutines (stackful and co_await Tasks), threaded work, any/all and
-// timeouts, progress, timers and the error types. Each concept's header can also be included
+// timeouts, progress, timers, child processes and the error types. Each concept's header can also be included
 // alone (they are self-contained); add a line here for every new public header.
 #pragma once
 
@@ -12,6 +12,7 @@
 #include "kaa/in_progress_all.hpp"
 #include "kaa/in_progress_callable.hpp"
 #include "kaa/main_loop.hpp"
+#include "kaa/process.hpp"
 #include "kaa/progress.hpp"
 #include "kaa/signal.hpp"
 #include "kaa/synchronized.hpp"

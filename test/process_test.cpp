@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -398,6 +399,37 @@ TEST_F(ProcessTest, LoopShutdownKillsAndReapsRunningChildren) {
     EXPECT_EQ(pending.result(), "") << "a pending read sees end of file";
     EXPECT_TRUE(reaped(p.pid()));
     EXPECT_EQ(open_fds(), before);
+}
+
+TEST_F(ProcessTest, AllOutputIsDeliveredBeforeTheExit) {
+    Process p({"seq", "1", "20000"});
+    std::size_t lines = 0;
+    std::string last;
+    p.signals().stdout_line.connect([&](std::string l) {
+        ++lines;
+        last = std::move(l);
+    });
+    std::size_t lines_at_exit = 0;
+    p.signals().exited.connect([&](ExitStatus) { lines_at_exit = lines; });
+    EXPECT_TRUE(wait_for(p.start()).success());
+    EXPECT_EQ(lines_at_exit, 20000u);
+    EXPECT_EQ(last, "20000");
+}
+
+TEST(ProcessLifetime, AProcessMayOutliveTheLoop) {
+    std::optional<Process> p;
+    InProgress<ExitStatus> done;
+    {
+        MainLoop loop;
+        p.emplace(std::vector<std::string>{"cat"});
+        done = p->start();
+        loop.step(Duration::zero());
+    } // the loop's destruction kills and reaps the child
+    ASSERT_TRUE(done.finished());
+    EXPECT_EQ(done.result().signal, SIGKILL);
+    EXPECT_FALSE(p->running());
+    EXPECT_TRUE(reaped(p->pid()));
+    p.reset();
 }
 
 TEST_F(ProcessTest, WritingToAChildThatExitedFails) {

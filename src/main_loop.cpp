@@ -87,6 +87,7 @@ struct MainLoop::Impl {
     bool running = false;
     bool needs_shutdown = false;
     int depth = 0;
+    std::uint64_t iteration = 0; // steps begun (nested ones included)
 
     std::vector<detail::UniqueFunction<void()>> shutdown_hooks;
 
@@ -308,6 +309,7 @@ bool MainLoop::step(std::optional<Duration> timeout) {
                           "created the MainLoop); post() work to it instead");
     Impl& im = *impl_;
     im.needs_shutdown = true;
+    ++im.iteration;
     ++im.depth;
     struct DepthGuard {
         int& d;
@@ -455,6 +457,11 @@ void report_unhandled(std::exception_ptr e, const char* where) noexcept {
         return;
     }
     l->handle_exception(std::move(e), where);
+}
+
+std::uint64_t loop_iteration() noexcept {
+    MainLoop* l = g_current.load(std::memory_order_acquire);
+    return l ? l->impl_->iteration : 0;
 }
 
 void add_shutdown_hook(MainLoop& loop, UniqueFunction<void()> hook) {

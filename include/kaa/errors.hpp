@@ -165,6 +165,48 @@ public:
     std::exception_ptr with(const InProgressRef& ip, const InProgressRef& origin) const override;
 };
 
+/// An I/O operation (IOChannel, Socket, Listener, IOMonitor) failed. code()
+/// is the system's error code; what() says which operation and why. The
+/// subclasses name the failures that callers usually treat apart. These are
+/// ordinary std::exceptions (unlike InProgressAborted).
+class IOError : public std::system_error {
+public:
+    using std::system_error::system_error;
+};
+
+/// The other end closed the connection while data was still required
+/// (read_bytes() hit the end of the stream, write() to a closed pipe or
+/// socket), or the channel was closed locally while the operation waited.
+class ConnectionClosed : public IOError {
+public:
+    using IOError::IOError;
+};
+
+/// The peer reset the connection (ECONNRESET): it aborted instead of closing.
+class ConnectionReset : public IOError {
+public:
+    using IOError::IOError;
+};
+
+/// Nobody listens at the address connected to (ECONNREFUSED).
+class ConnectionRefused : public IOError {
+public:
+    using IOError::IOError;
+};
+
+/// A host name could not be resolved to an address.
+class ResolveError : public IOError {
+public:
+    using IOError::IOError;
+};
+
+/// An I/O object was used before it was opened: read() on a Socket that is
+/// not connected, accept() on a Listener that does not listen.
+class NotConnected : public UsageError {
+public:
+    using UsageError::UsageError;
+};
+
 /// "type: message" for any exception_ptr, for reports and logs.
 std::string describe(std::exception_ptr e);
 

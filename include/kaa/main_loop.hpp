@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -34,6 +35,10 @@ namespace detail {
 /// emitted): the coroutine registry and thread pools use it.
 void add_shutdown_hook(MainLoop& loop, UniqueFunction<void()> hook);
 void shutdown_loop(MainLoop& loop);
+/// Number of iterations (step() calls, nested ones included) begun so far;
+/// I/O uses it to yield to the loop when a fast stream would keep one
+/// iteration busy. 0 without a loop. Loop thread only.
+std::uint64_t loop_iteration() noexcept;
 } // namespace detail
 
 /// What a host loop gives MainLoop::attach_host(): how kaa reaches it.
@@ -157,6 +162,7 @@ public:
 private:
     friend void detail::add_shutdown_hook(MainLoop&, detail::UniqueFunction<void()>);
     friend void detail::shutdown_loop(MainLoop&);
+    friend std::uint64_t detail::loop_iteration() noexcept;
     std::unique_ptr<Impl> impl_;
 };
 

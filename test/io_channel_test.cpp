@@ -1,0 +1,258 @@
+#include "kaa/io_channel.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "kaa/coroutine.hpp"
+#include "test_support.hpp"
+
+using namespace kaa;
+using kaa::test::holds;
+
+namespace {
+
+class IOChannelTest : public kaa::test::LoopTest {
+protected:
+    void SetUp() override {
+        int fds[2];
+        ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+        reader = IOChannel(fds[0]);
+        writer = IOChannel(fds[1]);
+    }
+    IOChannel reader;
+    IOChannel writer;
+};
+
+template <class T>
+bool finished_ok(const InProgress<T>& ip) {
+    return ip.finished() && !ip.failed();
+}
+
+} // namespace
+
+TEST_F(IOChannelTest, ReadGetsWhatWasWritten) {
+    auto w = writer.write("hello");
+    EXPECT_TRUE(finished_ok(w)); // a small write goes out at once
+    auto r = reader.read();
+    ASSERT_TRUE(step_until([&] { return r.finished(); }));
+    EXPECT_EQ(r.result(), "hello");
+}
+
+TEST_F(IOChannelTest, ReadlineKeepsPartialLinesBuffered) {
+    auto l1 = reader.readline();
+    writer.write("first li");
+    step_n(3);
+    EXPECT_FALSE(l1.finished());
+    writer.write("ne\nsecond\nthi");
+    ASSERT_TRUE(step_until([&] { return l1.finished(); }));
+    EXPECT_EQ(l1.result(), "first line\n");
+    auto l2 = reader.readline();
+    ASSERT_TRUE(l2.finished()); // already buffered
+    EXPECT_EQ(l2.result(), "second\n");
+    auto l3 = reader.readline();
+    step_n(3);
+    EXPECT_FALSE(l3.finished());
+    EXPECT_EQ(reader.buffered(), 3u);
+    writer.close();
+    ASSERT_TRUE(step_until([&] { return l3.finished(); }));
+    EXPECT_EQ(l3.result(), "thi"); // the last line, without '\n'
+    auto l4 = reader.readline();
+    ASSERT_TRUE(l4.finished());
+    EXPECT_EQ(l4.result(), "");
+    EXPECT_TRUE(reader.at_eof());
+    EXPECT_EQ(reader.read().result(), "");
+}
+
+TEST_F(IOChannelTest, ReadBytesWaitsForAllOfThem) {
+    auto r = reader.read_bytes(10);
+    writer.write("12345");
+    step_n(3);
+    EXPECT_FALSE(r.finished());
+    writer.write("67890abc");
+    ASSERT_TRUE(step_until([&] { return r.finished(); }));
+    EXPECT_EQ(r.result(), "1234567890");
+    EXPECT_EQ(reader.read().result(), "abc");
+}
+
+TEST_F(IOChannelTest, ReadBytesAtEndOfStreamIsConnectionClosedAndKeepsTheData) {
+    auto r = reader.read_bytes(10);
+    writer.write("1234");
+    writer.close();
+    ASSERT_TRUE(step_until([&] { return r.finished(); }));
+    EXPECT_TRUE(holds<ConnectionClosed>(r.exception()));
+    auto rest = reader.read();
+    ASSERT_TRUE(rest.finished());
+    EXPECT_EQ(rest.result(), "1234");
+    EXPECT_EQ(reader.read().result(), "");
+}
+
+TEST_F(IOChannelTest, ReadsAreServedInOrder) {
+    auto a = reader.readline();
+    auto b = reader.read_bytes(3);
+    auto c = reader.read();
+    writer.write("line\nabcdef");
+    ASSERT_TRUE(step_until([&] { return c.finished(); }));
+    EXPECT_EQ(a.result(), "line\n");
+    EXPECT_EQ(b.result(), "abc");
+    EXPECT_EQ(c.result(), "def");
+}
+
+TEST_F(IOChannelTest, AbortedReadLosesNoData) {
+    auto r = reader.read();
+    step_n(2);
+    r.abort();
+    EXPECT_TRUE(r.failed());
+    writer.write("kept");
+    step_n(3);
+    auto again = reader.read();
+    ASSERT_TRUE(step_until([&] { return again.finished(); }));
+    EXPECT_EQ(again.result(), "kept");
+}
+
+TEST_F(IOChannelTest, LargeWriteArrivesWhole) {
+    std::string big(4 * 1024 * 1024, '\0');
+    for (std::size_t i = 0; i < big.size(); ++i)
+        big[i] = static_cast<char>('a' + i % 26);
+    auto w = writer.write(big);
+    EXPECT_FALSE(w.finished()); // more than a pipe holds
+    auto r = reader.read_bytes(big.size());
+    ASSERT_TRUE(step_until([&] { return r.finished() && w.finished(); }, 100000));
+    EXPECT_FALSE(w.failed());
+    EXPECT_TRUE(r.result() == big);
+}
+
+TEST_F(IOChannelTest, WritesGoOutInOrder) {
+    std::string big(1024 * 1024, 'x');
+    auto w1 = writer.write(big);
+    auto w2 = writer.write("tail");
+    auto r = reader.read_bytes(big.size() + 4);
+    ASSERT_TRUE(step_until([&] { return r.finished(); }, 100000));
+    EXPECT_TRUE(finished_ok(w1));
+    EXPECT_TRUE(finished_ok(w2));
+    EXPECT_EQ(r.result().substr(big.size()), "tail");
+}
+
+TEST_F(IOChannelTest, AbortingAQueuedWriteRemovesIt) {
+    std::string big(1024 * 1024, 'x');
+    auto w1 = writer.write(big);
+    auto w2 = writer.write("never");
+    auto w3 = writer.write("end");
+    w2.abort();
+    auto r = reader.read_bytes(big.size() + 3);
+    ASSERT_TRUE(step_until([&] { return r.finished(); }, 100000));
+    EXPECT_EQ(r.result().substr(big.size()), "end");
+    EXPECT_TRUE(finished_ok(w3));
+}
+
+TEST_F(IOChannelTest, AStartedWriteCannotBeAborted) {
+    std::string big(1024 * 1024, 'x');
+    auto w = writer.write(big);
+    ASSERT_FALSE(w.finished());
+    EXPECT_THROW(w.abort(), NotAbortable);
+    reader.close();
+    ASSERT_TRUE(step_until([&] { return w.finished(); }));
+    EXPECT_TRUE(holds<ConnectionClosed>(w.exception())); // EPIPE, no SIGPIPE
+}
+
+TEST_F(IOChannelTest, CloseFailsPendingOperations) {
+    auto r = reader.read();
+    int closed = 0;
+    reader.signals().closed.connect([&] { ++closed; });
+    reader.close();
+    EXPECT_TRUE(holds<ConnectionClosed>(r.exception()));
+    EXPECT_EQ(closed, 1);
+    reader.close();
+    EXPECT_EQ(closed, 1);
+    EXPECT_TRUE(holds<ConnectionClosed>(reader.read().exception()));
+    EXPECT_EQ(reader.native_handle(), -1);
+}
+
+TEST_F(IOChannelTest, SignalsDeliverUnrequestedData) {
+    std::vector<std::string> lines;
+    bool closed = false;
+    reader.signals().readline.connect([&](const std::string& l) { lines.push_back(l); });
+    reader.signals().closed.connect([&] { closed = true; });
+    writer.write("a\nb");
+    writer.write("\nc");
+    writer.close();
+    ASSERT_TRUE(step_until([&] { return closed; }));
+    EXPECT_EQ(lines, (std::vector<std::string>{"a\n", "b\n", "c"}));
+}
+
+TEST_F(IOChannelTest, ReadSignalGetsChunks) {
+    std::string got;
+    reader.signals().read.connect([&](const std::string& d) { got += d; });
+    writer.write("abc");
+    ASSERT_TRUE(step_until([&] { return got.size() == 3; }));
+    writer.write("def");
+    ASSERT_TRUE(step_until([&] { return got.size() == 6; }));
+    EXPECT_EQ(got, "abcdef");
+}
+
+TEST_F(IOChannelTest, CoroutineEcho) {
+    auto co = kaa::coroutine([&]() {
+        std::vector<std::string> out;
+        while (true) {
+            std::string line = this_coroutine::await(reader.readline());
+            if (line.empty())
+                break;
+            out.push_back(line);
+        }
+        return out;
+    });
+    for (int i = 0; i < 100; ++i)
+        writer.write("line " + std::to_string(i) + "\n");
+    writer.close();
+    ASSERT_TRUE(step_until([&] { return co.finished(); }));
+    ASSERT_EQ(co.result().size(), 100u);
+    EXPECT_EQ(co.result()[99], "line 99\n");
+}
+
+TEST_F(IOChannelTest, AbortingACoroutineCancelsItsRead) {
+    auto co = kaa::coroutine([&]() { return this_coroutine::await(reader.read()); });
+    step_n(2);
+    co.abort();
+    EXPECT_TRUE(co.failed());
+    writer.write("later");
+    auto r = reader.read();
+    ASSERT_TRUE(step_until([&] { return r.finished(); }));
+    EXPECT_EQ(r.result(), "later");
+}
+
+TEST_F(IOChannelTest, DroppingTheLastHandleCloses) {
+    bool closed = false;
+    reader.signals().closed.connect([&] { closed = true; });
+    reader = IOChannel();
+    EXPECT_TRUE(closed);
+    auto w = writer.write("x");
+    ASSERT_TRUE(step_until([&] { return w.finished(); }));
+    EXPECT_TRUE(holds<ConnectionClosed>(w.exception()));
+}
+
+TEST(IOChannelMisuse, NeverOpenedThrowsNotConnected) {
+    MainLoop loop;
+    IOChannel ch;
+    EXPECT_THROW(ch.read(), NotConnected);
+    EXPECT_THROW(ch.write("x"), NotConnected);
+    EXPECT_FALSE(ch.is_open());
+    EXPECT_THROW(IOChannel(-1), std::invalid_argument);
+}
+
+TEST(IOChannelMisuse, LoopShutdownClosesChannels) {
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    IOChannel keep_after_loop;
+    InProgress<std::string> r(nullptr);
+    {
+        MainLoop loop;
+        keep_after_loop = IOChannel(fds[0]);
+        r = keep_after_loop.read();
+        loop.step(Duration::zero());
+    }
+    EXPECT_TRUE(holds<ConnectionClosed>(r.exception()));
+    EXPECT_FALSE(keep_after_loop.is_open());
+    ::close(fds[1]);
+}

@@ -139,11 +139,16 @@ std::shared_ptr<ChannelCore> ChannelCore::make_handle(std::shared_ptr<ChannelCor
     // channel, and drops the reference that kept the core alive; pending
     // Asio handlers hold their own.
     std::shared_ptr<ChannelCore> owner(raw, [core = std::move(core)](ChannelCore*) mutable {
-        if (core->open_ && MainLoop::current_or_null())
-            core->close("the last handle to the channel was dropped");
+        if (MainLoop::current_or_null())
+            core->handles_gone();
         core.reset();
     });
     return owner;
+}
+
+void ChannelCore::handles_gone() {
+    if (open_)
+        close("the last handle to the channel was dropped");
 }
 
 IOChannel::Signals& ChannelCore::signals() {
@@ -635,9 +640,9 @@ IOChannel::IOChannel(int fd) {
 }
 
 detail::ChannelCore& IOChannel::checked(const char* what) const {
-    if (!core_)
+    if (!core_ || !core_->was_opened())
         throw NotConnected(std::string(what) + ": the channel was never opened; construct it from a "
-                                               "descriptor (or connect the socket) first");
+                                               "descriptor (or connect the socket, and wait for that) first");
     detail::check_loop_thread(what);
     return *core_;
 }

@@ -71,6 +71,8 @@ public:
     void close(const char* why = "the channel was closed");
 
     bool is_open() const noexcept { return open_; }
+    /// Whether it was ever open (a Socket before its connect() is not).
+    bool was_opened() const noexcept { return was_opened_; }
     bool at_eof() const noexcept { return (eof_ || read_error_) && begin_ == end_; }
     std::size_t buffered() const noexcept { return end_ - begin_; }
     IOChannel::Signals& signals();
@@ -81,6 +83,8 @@ public:
     static std::shared_ptr<ChannelCore> make_handle(std::shared_ptr<ChannelCore> core);
 
     void loop_shutdown() noexcept override;
+    /// The last user handle went: close (a Socket also gives up connecting).
+    virtual void handles_gone();
 
     /// Name used in error messages ("IOChannel", "Socket").
     const char* kind = "IOChannel";
@@ -103,7 +107,7 @@ protected:
     void on_writable(const boost::system::error_code& ec);
 
     /// For subclasses that open later (Socket::connect): marks it open.
-    void set_open() noexcept { open_ = true; }
+    void set_open() noexcept { open_ = was_opened_ = true; }
 
 private:
     enum class Want : unsigned char { any, bytes, line };
@@ -151,6 +155,7 @@ private:
     std::exception_ptr read_error_;
     std::exception_ptr write_error_;
     bool open_ = false;
+    bool was_opened_ = false;
     bool eof_ = false;
     bool reading_ = false;
     bool writing_ = false;

@@ -17,6 +17,7 @@
 #include "kaa/process.hpp"
 #include "kaa/progress.hpp"
 #include "kaa/signal.hpp"
+#include "kaa/socket.hpp"
 #include "kaa/synchronized.hpp"
 #include "kaa/task.hpp"
 #include "kaa/threaded.hpp"

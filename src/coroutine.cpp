@@ -39,9 +39,9 @@ public:
     CoroutineCore(std::shared_ptr<StateBase> state, Stack stack, const CoroutineOptions& opts,
                   UniqueFunction<void()> body)
         : state_(std::move(state)), stack_(stack), body_(std::move(body)),
-          name_(opts.name.empty() ? std::string("coroutine") : opts.name), interval_(opts.interval) {}
+          name_(opts.name), interval_(opts.interval) {}
 
-    static CoroutineCore* create(std::shared_ptr<StateBase> state, const CoroutineOptions& opts,
+    static CoroutineCore* create(MainLoop& loop, std::shared_ptr<StateBase> state, const CoroutineOptions& opts,
                                  UniqueFunction<void()> body) {
         Stack stack = StackPool::local().acquire(opts.stack_size);
         char* top = stack.top();
@@ -59,7 +59,7 @@ public:
         char* ctx_top = static_cast<char*>(mem) - 64;
         c->self_ = fc::make_fcontext(ctx_top, static_cast<std::size_t>(ctx_top - (stack.base + stack.guard)),
                                      &CoroutineCore::trampoline);
-        c->link();
+        c->link(loop);
         return c;
     }
 
@@ -72,7 +72,7 @@ public:
         CoroutineCore* prev = t_current;
         RunningStackInfo prev_info = t_running_stack;
         t_current = this;
-        t_running_stack = RunningStackInfo{stack_.base, stack_.base + stack_.guard, name_.c_str(), stack_.usable()};
+        t_running_stack = RunningStackInfo{stack_.base, stack_.base + stack_.guard, name().c_str(), stack_.usable()};
         {
             FiberSwitch sw(fiber_);
             sw.enter(stack_.base + stack_.guard, stack_.usable());
@@ -118,7 +118,7 @@ public:
             std::rethrow_exception(std::exchange(pending_abort_, nullptr));
         }
         if (aborted_)
-            throw SuspendAfterAbort("coroutine '" + name_ +
+            throw SuspendAfterAbort("coroutine '" + name() +
                                     "' was aborted and cannot suspend again: catch InProgressAborted "
                                     "only to clean up without waiting (start independent cleanup work "
                                     "as a new coroutine, or shield it with noabort())");
@@ -236,6 +236,8 @@ public:
         this->~CoroutineCore();
         StackPool::local().release(stack);
 
+        if (!aborted && !error && state->complete_unclaimed(Status::succeeded, state))
+            return;  // the common case: claim, publish and call back in one go
         if (!state->claim()) {
             report_unhandled(std::make_exception_ptr(UsageError(
                                  "the InProgress of a coroutine was finished by someone else; the "
@@ -266,14 +268,13 @@ public:
 
     // ---- registry ----------------------------------------------------------
 
-    void link() {
+    void link(MainLoop& loop) {
         Registry& r = t_registry;
         next_ = r.head;
         if (r.head)
             r.head->prev_ = this;
         r.head = this;
         ++r.count;
-        MainLoop& loop = MainLoop::current();
         if (r.hooked != &loop) {
             r.hooked = &loop;
             add_shutdown_hook(loop, [] { abort_all_coroutines(); });
@@ -293,7 +294,10 @@ public:
 
     StateBase& state() { return *state_; }
     std::shared_ptr<StateBase> state_ptr() const { return state_; }
-    const std::string& name() const noexcept { return name_; }
+    const std::string& name() const noexcept {
+        static const std::string unnamed = "coroutine";
+        return name_.empty() ? unnamed : name_;
+    }
     Duration interval() const noexcept { return interval_; }
     void set_interval(Duration d) noexcept { interval_ = d; }
     bool aborted() const noexcept { return aborted_; }
@@ -306,7 +310,7 @@ private:
     fc::fcontext_t self_ = nullptr;    // the suspended coroutine
     fc::fcontext_t caller_ = nullptr;  // its resumer, while it runs
     UniqueFunction<void()> body_;
-    std::string name_;
+    std::string name_;  // empty: "coroutine" (see name())
     Duration interval_;
     std::exception_ptr error_;
     std::exception_ptr pending_abort_;
@@ -376,7 +380,7 @@ void start_coroutine(std::shared_ptr<StateBase> state, const CoroutineOptions& o
         progress = std::make_shared<Progress>();
         raw->progress = progress;
     }
-    CoroutineCore* c = CoroutineCore::create(std::move(state), opts, std::move(body));
+    CoroutineCore* c = CoroutineCore::create(loop, std::move(state), opts, std::move(body));
     c->progress = progress.get();
     raw->coroutine = c;
     raw->set_abort_hook([c](const InProgressAborted& exc, std::exception_ptr e) { return c->on_abort(exc, e); });

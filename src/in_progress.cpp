@@ -32,6 +32,8 @@ bool is_silent_abort(const std::exception_ptr& e) {
 }
 } // namespace
 
+StateBase::StateBase() noexcept = default;
+
 StateBase::~StateBase() {
     // (Out of line so that Signal and Progress are complete here.)
     if (status() == Status::failed && !observed_.load(std::memory_order_relaxed) && !aborted_ &&
@@ -53,15 +55,34 @@ bool job_would_deadlock(const StateBase& s);
 std::stop_token current_stop_token();
 
 void StateBase::complete(Status final, const std::shared_ptr<StateBase>& self) {
-    // With several callbacks, one of them may drop the last handle while the
-    // others still need this state.
-    std::shared_ptr<StateBase> keep_alive;
-    if (!more_.empty())
-        keep_alive = self;
     // seq_cst, paired with wait_until(): the store must not be reordered
-    // after the load of blocking_waiters_, or a waiter that registered just
-    // before could miss the notification and block forever.
+    // after the load of blocking_waiters_ (in deliver()), or a waiter that
+    // registered just before could miss the notification and block forever.
     status_.store(final, std::memory_order_seq_cst);
+    deliver(self);
+}
+
+bool StateBase::complete_unclaimed(Status final, const std::shared_ptr<StateBase>& self) {
+    // One seq_cst read-modify-write claims and publishes (and orders the
+    // load of blocking_waiters_ after it, as the store in complete()).
+    Status expected = Status::pending;
+    if (!status_.compare_exchange_strong(expected, final, std::memory_order_seq_cst))
+        return false;
+    deliver(self);
+    return true;
+}
+
+bool StateBase::fail_unclaimed(std::exception_ptr e, const std::shared_ptr<StateBase>& self) {
+    if (status() != Status::pending)
+        return false;
+    error_ = std::move(e);
+    if (complete_unclaimed(Status::failed, self))
+        return true;
+    error_ = nullptr;
+    return false;
+}
+
+void StateBase::deliver(const std::shared_ptr<StateBase>& self) {
     if (blocking_waiters_.load(std::memory_order_seq_cst) != 0) {
         // Taking the mutex orders this after a waiter's check-then-wait.
         { std::lock_guard lock(g_wait_mutex); }
@@ -69,6 +90,23 @@ void StateBase::complete(Status final, const std::shared_ptr<StateBase>& self) {
     }
     abort_hook_.reset();
 
+    // Fast path: one callback (or none), the common case.
+    if (more_.empty()) {
+        if (!first_.fn)
+            return;
+        Callback fn = std::move(first_.fn);
+        listeners_ = 0;
+        try {
+            fn(*this);
+        } catch (...) {
+            report_unhandled(std::current_exception(), "InProgress callback");
+        }
+        return;
+    }
+
+    // With several callbacks, one of them may drop the last handle while the
+    // others still need this state.
+    std::shared_ptr<StateBase> keep_alive = self;
     // Take the callbacks out first: a callback may connect more (they run at
     // once, the operation being finished) or drop the last handle.
     Entry first = std::move(first_);
@@ -99,7 +137,7 @@ void StateBase::fail_claimed(std::exception_ptr e, const std::shared_ptr<StateBa
     complete(Status::failed, self);
 }
 
-std::uint32_t StateBase::add_callback(Callback cb, bool counted) {
+std::uint32_t StateBase::add_callback(Callback&& cb, bool counted) {
     if (finished()) {
         // As for callbacks run by complete(): an exception is reported, not
         // thrown at whoever connected.
@@ -111,9 +149,11 @@ std::uint32_t StateBase::add_callback(Callback cb, bool counted) {
         return 0;
     }
     std::uint32_t id = ++next_id_;
-    if (!first_.fn && more_.empty())
-        first_ = Entry{id, counted, std::move(cb)};
-    else
+    if (!first_.fn && more_.empty()) {
+        first_.id = id;
+        first_.counted = counted;
+        first_.fn = std::move(cb);
+    } else
         more_.push_back(Entry{id, counted, std::move(cb)});
     if (counted)
         ++listeners_;
@@ -287,7 +327,7 @@ void InProgressRef::abort(const InProgressAborted& exc) const {
 
 Signal<void(const InProgressAborted&)>& InProgressRef::abort_signal() const { return st().abort_signal(); }
 
-void InProgressRef::on_done(detail::StateBase::Callback cb) const {
+void InProgressRef::on_done(detail::StateBase::Callback&& cb) const {
     detail::StateBase& s = st();
     if (detail::in_loop_context()) {
         s.add_callback(std::move(cb));

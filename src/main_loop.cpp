@@ -86,6 +86,7 @@ struct MainLoop::Impl {
     std::atomic<bool> stop_requested{false};
     bool running = false;
     bool needs_shutdown = false;
+    std::uint32_t polls = 0;  // iterations that did not wait (see step())
     int depth = 0;
     std::uint64_t iteration = 0; // steps begun (nested ones included)
 
@@ -115,9 +116,15 @@ struct MainLoop::Impl {
         if (!remote_pending.load(std::memory_order_acquire))
             return;
         std::lock_guard lock(remote_mutex);
-        for (Task& t : remote)
-            remote_ready.items.push_back(std::move(t));
-        remote.clear();
+        if (remote_ready.items.empty()) {
+            // The usual case: hand the whole batch over, and give the
+            // posters the ready queue's spare capacity.
+            remote_ready.items.swap(remote);
+        } else {
+            for (Task& t : remote)
+                remote_ready.items.push_back(std::move(t));
+            remote.clear();
+        }
         remote_pending.store(false, std::memory_order_relaxed);
     }
 
@@ -326,23 +333,29 @@ bool MainLoop::step(std::optional<Duration> timeout) {
     };
 
     const std::uint64_t local_mark = im.local.end();
-    if (!has_ready_work() && !im.stop_requested.load(std::memory_order_acquire)) {
-        if (im.asio_host) [[unlikely]] {
-            if (!timeout || *timeout > Duration::zero())
-                im.host_blocking_wait(*this, timeout);
-        } else if (!timeout)
+    // Someone may stop() the io_context behind the loop (through context());
+    // it is restarted here. Asio's stopped() takes the scheduler's mutex, so
+    // it is asked before a wait (a stopped io_context would return at once)
+    // and every 64th iteration otherwise, not on every time slice.
+    const bool wait = (!timeout || *timeout > Duration::zero()) && !has_ready_work() &&
+                      !im.stop_requested.load(std::memory_order_acquire);
+    if (wait || (++im.polls & 63) == 0) {
+        if (im.io.stopped())
+            im.io.restart();
+    }
+    if (wait) {
+        if (im.asio_host) [[unlikely]]
+            im.host_blocking_wait(*this, timeout);
+        else if (!timeout)
             guarded([&] { return im.io.run_one(); });
-        else if (*timeout > Duration::zero())
+        else
             guarded([&] { return im.io.run_one_for(*timeout); });
     }
     guarded([&] { return im.io.poll(); });
-    if (im.io.stopped())
-        im.io.restart();
     im.collect_remote();
     ran += im.remote_ready.run_until(*this, im.remote_ready.end());
     ran += im.local.run_until(*this, local_mark);
-    if (!im.signals.step.empty())
-        im.signals.step.emit();
+    im.signals.step.emit();  // cheap when nothing ever connected to it
     if (im.asio_host) [[unlikely]]
         im.asio_ready = im.asio_host->rearm();
     return ran > 0;
@@ -439,6 +452,13 @@ namespace detail {
 bool in_loop_context() noexcept {
     MainLoop* l = g_current.load(std::memory_order_acquire);
     return !l || t_loop == l;
+}
+
+LoopContext loop_context() noexcept {
+    MainLoop* l = g_current.load(std::memory_order_acquire);
+    if (!l)
+        return LoopContext::no_loop;
+    return t_loop == l ? LoopContext::loop_thread : LoopContext::other_thread;
 }
 
 void post_to_loop(UniqueFunction<void()> fn) {

@@ -52,7 +52,10 @@ public:
     /// producer finishes the state itself (coroutines unwind first).
     using AbortHook = UniqueFunction<bool(const InProgressAborted&, std::exception_ptr)>;
 
-    StateBase() noexcept = default;
+    // User-provided (defaulted out of line, not here), so that
+    // make_shared's value initialisation does not zero the whole state
+    // before the member initialisers run: every member has an initialiser.
+    StateBase() noexcept;
     StateBase(const StateBase&) = delete;
     StateBase& operator=(const StateBase&) = delete;
     virtual ~StateBase();
@@ -74,6 +77,13 @@ public:
     /// callbacks. The value (State<T>) or error_ must be set before. `self`
     /// (a handle to this state) keeps it alive while several callbacks run.
     void complete(Status final, const std::shared_ptr<StateBase>& self);
+    /// Loop thread, unclaimed state whose value (State<T>) or error_ is set:
+    /// claims and publishes in one compare-exchange (pending -> `final`),
+    /// then runs the callbacks. False (nothing done) if someone claimed it
+    /// first; the caller then discards what it set.
+    bool complete_unclaimed(Status final, const std::shared_ptr<StateBase>& self);
+    /// complete_unclaimed(failed) with `e`; false (e dropped) if already claimed.
+    bool fail_unclaimed(std::exception_ptr e, const std::shared_ptr<StateBase>& self);
     /// claim() + complete(failed) with `e`; loop thread. `aborted` failures
     /// are never reported as unhandled.
     void fail_claimed(std::exception_ptr e, const std::shared_ptr<StateBase>& self, bool aborted = false);
@@ -82,7 +92,7 @@ public:
     /// and returns 0; otherwise returns an id for remove_callback().
     /// Internal bookkeeping passes `counted = false` so that it does not look
     /// like somebody waiting (see listener_count).
-    std::uint32_t add_callback(Callback cb, bool counted = true);
+    std::uint32_t add_callback(Callback&& cb, bool counted = true);
     bool remove_callback(std::uint32_t id) noexcept;
     /// How many callbacks wait for this operation (the abort cascade spares
     /// operations that someone else still waits on).
@@ -120,6 +130,10 @@ protected:
     void set_error(std::exception_ptr e) noexcept { error_ = std::move(e); }
 
 private:
+    /// After the status became final: wakes blocking waiters, drops the
+    /// abort hook, runs the callbacks.
+    void deliver(const std::shared_ptr<StateBase>& self);
+
     enum class Abortable : std::uint8_t { automatic, yes, no };
     struct Entry {
         std::uint32_t id = 0;
@@ -146,11 +160,13 @@ private:
 template <class T>
 class State : public StateBase {
 public:
+    State() noexcept {}  // user-provided: no zero-fill before construction (see StateBase())
     template <class... A>
     void set_value(A&&... a) {
         value_.emplace(std::forward<A>(a)...);
     }
     T& value() noexcept { return *value_; }
+    void reset_value() noexcept { value_.reset(); }
 
 private:
     std::optional<T> value_;
@@ -159,7 +175,9 @@ private:
 template <>
 class State<void> : public StateBase {
 public:
+    State() noexcept {}
     void set_value() noexcept {}
+    void reset_value() noexcept {}
 };
 
 /// Makes `out` finish like `guarded`, or fail with TimeoutError after `d`
@@ -278,7 +296,7 @@ protected:
         return *state_;
     }
     /// Adds a raw completion callback, on the loop thread (posted from others).
-    void on_done(detail::StateBase::Callback cb) const;
+    void on_done(detail::StateBase::Callback&& cb) const;
 
     std::shared_ptr<detail::StateBase> state_;
 };
@@ -306,13 +324,28 @@ public:
         requires(std::is_void_v<T> ? sizeof...(A) == 0 : std::is_constructible_v<T, A...>)
     void finish(A&&... a) const {
         StateT& s = typed();
-        if (!s.claim())
-            detail::throw_already_finished("finish()");
-        if (detail::in_loop_context()) {
+        const detail::LoopContext where = detail::loop_context();
+        if (where == detail::LoopContext::loop_thread) {
+            // Only the loop thread stores values, so while the status is
+            // pending nobody reads this one; claim and publish are then one
+            // compare-exchange, which loses only to a claim from another
+            // thread (whose own delivery comes later, on this thread).
+            if (s.status() != detail::Status::pending)
+                detail::throw_already_finished("finish()");
             s.set_value(std::forward<A>(a)...);
-            s.complete(detail::Status::succeeded, state_);
+            if (!s.complete_unclaimed(detail::Status::succeeded, state_)) {
+                s.reset_value();
+                detail::throw_already_finished("finish()");
+            }
         } else {
-            if constexpr (std::is_void_v<T>) {
+            // No loop (any thread may finish: claim before touching the
+            // value), or another thread (deliver on the loop).
+            if (!s.claim())
+                detail::throw_already_finished("finish()");
+            if (where == detail::LoopContext::no_loop) {
+                s.set_value(std::forward<A>(a)...);
+                s.complete(detail::Status::succeeded, state_);
+            } else if constexpr (std::is_void_v<T>) {
                 detail::post_to_loop([g = detail::ClaimedCompletion(state_)]() mutable {
                     auto p = g.take();
                     p->complete(detail::Status::succeeded, p);
@@ -335,12 +368,19 @@ public:
     /// Fails with `e`. @throws AlreadyFinished if it already finished.
     void fail(std::exception_ptr e) const {
         StateT& s = typed();
+        const detail::LoopContext where = detail::loop_context();
+        if (where == detail::LoopContext::loop_thread) {
+            if (!s.fail_unclaimed(std::move(e), state_))
+                detail::throw_already_finished("fail()");
+            return;
+        }
         if (!s.claim())
             detail::throw_already_finished("fail()");
-        if (detail::in_loop_context())
+        if (where == detail::LoopContext::no_loop) {
             s.fail_claimed(std::move(e), state_);
-        else
-            detail::post_to_loop([g = detail::ClaimedCompletion(state_), e = std::move(e)]() mutable {
+            return;
+        }
+        detail::post_to_loop([g = detail::ClaimedCompletion(state_), e = std::move(e)]() mutable {
                 auto p = g.take();
                 p->fail_claimed(std::move(e), p);
             });

@@ -21,6 +21,7 @@
 //    from several threads), but slots run where emit() is called.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <tuple>
@@ -113,6 +114,9 @@ class Signal<void(Args...)> {
     struct Core final : detail::SignalCoreBase {
         Boost sig;
         std::unique_ptr<Signal<void(SignalChange)>> changed;
+        // Set by the first connect: emitting a signal that never had a slot
+        // (the loop's `step`, most abort signals) skips Signals2's mutex.
+        std::atomic<bool> ever_connected{false};
         void notify(SignalChange change) override {
             if (changed)
                 changed->emit(change);
@@ -130,7 +134,7 @@ public:
     /// Connects `f(Args...)` at the end.
     template <class F>
     Connection connect(F&& f) {
-        return added(core_->sig.connect(std::forward<F>(f)));
+        return added(connecting().connect(std::forward<F>(f)));
     }
 
     /// Connects `f` at the front: it runs before the slots already there.
@@ -138,19 +142,19 @@ public:
     Connection connect_first(F&& f) {
         // (Position after the slot: Signals2 reads connect(at_front, f) as
         // connect(group 0, f), which appends.)
-        return added(core_->sig.connect(std::forward<F>(f), boost::signals2::at_front));
+        return added(connecting().connect(std::forward<F>(f), boost::signals2::at_front));
     }
 
     /// Connects `f` for one emission: it is disconnected before it runs.
     template <class F>
     Connection connect_once(F&& f) {
-        return added(core_->sig.connect_extended(once_slot(std::forward<F>(f))));
+        return added(connecting().connect_extended(once_slot(std::forward<F>(f))));
     }
 
     /// connect_first + connect_once.
     template <class F>
     Connection connect_first_once(F&& f) {
-        return added(core_->sig.connect_extended(once_slot(std::forward<F>(f)), boost::signals2::at_front));
+        return added(connecting().connect_extended(once_slot(std::forward<F>(f)), boost::signals2::at_front));
     }
 
     /// Connects `f` for as long as `owner` lives: once it is destroyed the
@@ -164,7 +168,7 @@ public:
     Connection connect_weak(const std::weak_ptr<T>& owner, F&& f) {
         typename Boost::slot_type slot(std::forward<F>(f));
         slot.track_foreign(owner);
-        return added(core_->sig.connect(slot));
+        return added(connecting().connect(slot));
     }
 
     /// Disconnects one connection; returns whether it was connected.
@@ -192,7 +196,7 @@ public:
 
     /// Calls every connected slot now, on this thread.
     void emit(Args... args) const {
-        if (!core_->sig.empty())
+        if (core_->ever_connected.load(std::memory_order_acquire) && !core_->sig.empty())
             core_->sig(std::forward<Args>(args)...);
     }
     void operator()(Args... args) const { emit(std::forward<Args>(args)...); }
@@ -211,7 +215,7 @@ public:
 
     /// Number of connected slots (dead weak slots are not counted).
     std::size_t count() const { return core_->sig.num_slots(); }
-    bool empty() const { return core_->sig.empty(); }
+    bool empty() const { return !core_->ever_connected.load(std::memory_order_acquire) || core_->sig.empty(); }
 
     /// Emitted with SignalChange::connected / disconnected whenever slots are
     /// added or removed through this Signal or its Connections (a weak slot
@@ -240,7 +244,7 @@ public:
             }
         }));
         slot.track_foreign(weak);
-        Connection c = added(core_->sig.connect_extended(slot));
+        Connection c = added(connecting().connect_extended(slot));
         ip.typed().set_abort_hook([c](const InProgressAborted&, std::exception_ptr) mutable {
             c.disconnect();
             return false;
@@ -258,6 +262,13 @@ private:
                 core->notify(SignalChange::disconnected);
             f(std::forward<Args>(args)...);
         };
+    }
+
+    // The Signals2 signal, for a connect: raises ever_connected first, so
+    // that an emit() that can see the slot also sees the flag.
+    Boost& connecting() {
+        core_->ever_connected.store(true, std::memory_order_release);
+        return core_->sig;
     }
 
     Connection added(boost::signals2::connection c) {

@@ -20,6 +20,11 @@ template <class R, class... Args>
 class UniqueFunction<R(Args...)> {
     static constexpr std::size_t buffer_size = 3 * sizeof(void*);
 
+    // `move` and `destroy` are null when a byte copy moves the callable and
+    // nothing needs destroying: trivially copyable captures stored inline
+    // (pointers, a token), and (for move) the pointer to a heap-stored one.
+    // The queues and callbacks move each callable a few times; this saves an
+    // indirect call each time.
     struct VTable {
         R (*invoke)(void*, Args&&...);
         void (*move)(void* dst, void* src) noexcept; // move-construct dst from src, destroy src
@@ -40,23 +45,38 @@ class UniqueFunction<R(Args...)> {
     }
 
     template <class F>
+    static constexpr bool trivially_relocated =
+        !stored_inline<F> || (std::is_trivially_copyable_v<F> && std::is_trivially_destructible_v<F>);
+
+    template <class F>
+    static void move_impl(void* dst, void* src) noexcept {
+        ::new (dst) F(std::move(*get<F>(src)));
+        get<F>(src)->~F();
+    }
+
+    template <class F>
+    static void destroy_impl(void* p) noexcept {
+        if constexpr (stored_inline<F>)
+            get<F>(p)->~F();
+        else
+            delete get<F>(p);
+    }
+
+    template <class F>
     static constexpr VTable vtable_for{
         [](void* p, Args&&... args) -> R { return (*get<F>(p))(std::forward<Args>(args)...); },
-        [](void* dst, void* src) noexcept {
-            if constexpr (stored_inline<F>) {
-                ::new (dst) F(std::move(*get<F>(src)));
-                get<F>(src)->~F();
-            } else {
-                *static_cast<F**>(dst) = *static_cast<F**>(src);
-            }
-        },
-        [](void* p) noexcept {
-            if constexpr (stored_inline<F>)
-                get<F>(p)->~F();
-            else
-                delete get<F>(p);
-        },
+        trivially_relocated<F> ? nullptr : &move_impl<F>,
+        stored_inline<F> && std::is_trivially_destructible_v<F> ? nullptr : &destroy_impl<F>,
     };
+
+    void move_from(UniqueFunction& o) noexcept {
+        if (o.vt_->move)
+            o.vt_->move(buf_, o.buf_);
+        else
+            __builtin_memcpy(buf_, o.buf_, buffer_size);
+        vt_ = o.vt_;
+        o.vt_ = nullptr;
+    }
 
 public:
     UniqueFunction() noexcept = default;
@@ -73,21 +93,16 @@ public:
         vt_ = &vtable_for<D>;
     }
 
-    UniqueFunction(UniqueFunction&& o) noexcept : vt_(o.vt_) {
-        if (vt_) {
-            vt_->move(buf_, o.buf_);
-            o.vt_ = nullptr;
-        }
+    UniqueFunction(UniqueFunction&& o) noexcept {
+        if (o.vt_)
+            move_from(o);
     }
 
     UniqueFunction& operator=(UniqueFunction&& o) noexcept {
         if (this != &o) {
             reset();
-            if (o.vt_) {
-                o.vt_->move(buf_, o.buf_);
-                vt_ = o.vt_;
-                o.vt_ = nullptr;
-            }
+            if (o.vt_)
+                move_from(o);
         }
         return *this;
     }
@@ -99,7 +114,8 @@ public:
 
     void reset() noexcept {
         if (vt_) {
-            vt_->destroy(buf_);
+            if (vt_->destroy)
+                vt_->destroy(buf_);
             vt_ = nullptr;
         }
     }

@@ -11,6 +11,10 @@ namespace kaa::detail {
 /// thread, or anywhere when no loop exists.
 bool in_loop_context() noexcept;
 
+/// Where the caller runs, relative to the loop.
+enum class LoopContext : unsigned char { loop_thread, no_loop, other_thread };
+LoopContext loop_context() noexcept;
+
 /// Runs `fn` on the loop thread on a later iteration; runs it at once when no
 /// loop exists.
 void post_to_loop(UniqueFunction<void()> fn);

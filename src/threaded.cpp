@@ -39,10 +39,15 @@ public:
     Phase phase = Phase::queued;  // guarded by the pool's mutex
     std::shared_ptr<ProgressChannel> progress;
     std::weak_ptr<PoolImpl> pool;
+    // The outcome, set by the worker before it posts the delivery (which
+    // then carries only the Job, small enough not to allocate).
+    UniqueFunction<void()> publish;
+    std::exception_ptr error;
 };
 
 namespace {
 thread_local Job* t_job = nullptr;
+thread_local const std::shared_ptr<Job>* t_job_owner = nullptr;  // the worker's handle to t_job
 thread_local PoolImpl* t_pool = nullptr;
 } // namespace
 
@@ -51,6 +56,7 @@ public:
     PoolImpl(std::string name, std::size_t size) : name_(std::move(name)), size_(size) {}
 
     ThreadPool* owner = nullptr;  // the ThreadPool object that owns this impl
+    std::atomic<std::uint64_t> noted_epoch{0};  // see note_active()
 
     const std::string& name() const noexcept { return name_; }
     std::size_t size() const noexcept { return size_; }
@@ -63,8 +69,10 @@ public:
         if (idle_ == 0 && threads_.size() < size_) {
             threads_.emplace_back([self = shared_from_this(), gen = gen_] { self->work(gen); });
         }
+        const bool wake = idle_ > 0;  // busy workers take the job when they finish theirs
         lk.unlock();
-        cv_.notify_one();
+        if (wake)
+            cv_.notify_one();
     }
 
     /// Removes a queued job; false if it already started.
@@ -162,10 +170,21 @@ private:
 
     void work(std::uint64_t gen) {
         t_pool = this;
+        // The previous job, released outside the lock (before the next one
+        // runs, or before sleeping): a finished worker takes the next job in
+        // the critical section where it reports the last one done. Declared
+        // before the lock, so that a return releases it after unlocking.
+        std::shared_ptr<Job> prev;
         std::unique_lock lk(m_);
         for (;;) {
             if (gen != gen_)
                 return;  // abandoned at a shutdown that could not wait for it
+            if (prev && heap_.empty() && !stopping_) {
+                lk.unlock();
+                prev.reset();
+                lk.lock();
+                continue;
+            }
             ++idle_;
             cv_.wait(lk, [&] { return stopping_ || !heap_.empty() || gen != gen_; });
             --idle_;
@@ -183,21 +202,22 @@ private:
             job->phase = Job::Phase::running;
             running_.push_back(job.get());
             lk.unlock();
+            prev.reset();
 
             t_job = job.get();
+            t_job_owner = &job;
             job->body();
             job->body.reset();  // the callable's captures go on this thread
+            t_job_owner = nullptr;
             t_job = nullptr;
 
             lk.lock();
             job->phase = Job::Phase::done;
             running_.erase(std::find(running_.begin(), running_.end(), job.get()));
             ++completed_;
-            if (running_.empty())
-                cv_done_.notify_all();
-            lk.unlock();
-            job.reset();
-            lk.lock();
+            if (stopping_ && running_.empty())
+                cv_done_.notify_all();  // quiesce() waits for the running jobs
+            prev = std::move(job);
         }
     }
 
@@ -228,6 +248,13 @@ struct Registry {
     MainLoop* hooked = nullptr;
     std::size_t default_size = 0;
     bool default_created = false;
+    // Bumped (under m) when `active` is emptied or the hooked loop changes:
+    // a pool noted in the current epoch skips note_active's lock.
+    std::atomic<std::uint64_t> epoch{1};
+    // Bumped (under m) whenever a named pool registers or unregisters:
+    // submit_job's per-thread cache of the last name it resolved is valid
+    // while this is unchanged.
+    std::atomic<std::uint64_t> names_gen{0};
 };
 
 Registry& registry() {
@@ -241,24 +268,30 @@ void quiesce_active_pools() {
         std::lock_guard lk(registry().m);
         active.swap(registry().active);
         registry().hooked = nullptr;
+        registry().epoch.fetch_add(1, std::memory_order_acq_rel);
     }
     for (auto& w : active)
         if (auto p = w.lock())
             p->quiesce(std::chrono::seconds(5));
 }
 
-void note_active(const std::shared_ptr<PoolImpl>& pool) {
-    MainLoop& loop = MainLoop::current();
+void note_active(PoolImpl& impl, MainLoop& loop) {
+    Registry& r = registry();
+    if (impl.noted_epoch.load(std::memory_order_acquire) == r.epoch.load(std::memory_order_acquire))
+        return;  // already in `active`, and the loop's shutdown hook is set
+    std::shared_ptr<PoolImpl> pool = impl.shared_from_this();
     bool hook = false;
     {
-        std::lock_guard lk(registry().m);
-        auto& act = registry().active;
+        std::lock_guard lk(r.m);
+        auto& act = r.active;
         if (std::none_of(act.begin(), act.end(), [&](const auto& w) { return w.lock() == pool; }))
             act.push_back(pool);
-        if (registry().hooked != &loop) {
-            registry().hooked = &loop;
+        if (r.hooked != &loop) {
+            r.hooked = &loop;
             hook = true;
+            r.epoch.fetch_add(1, std::memory_order_acq_rel);
         }
+        impl.noted_epoch.store(r.epoch.load(std::memory_order_relaxed), std::memory_order_release);
     }
     if (hook)
         add_shutdown_hook(loop, [] { quiesce_active_pools(); });
@@ -274,17 +307,41 @@ std::string registered_names() {
 
 } // namespace
 
+namespace {
+// The pool a job goes to. The last named lookup is cached per thread (jobs
+// are submitted from the loop thread), so that a stream of jobs to one pool
+// does not take the registry's mutex for each.
+PoolImpl& resolve_pool(const std::string& name) {
+    if (name.empty())
+        return ThreadPool::default_pool().impl();
+    struct Cache {
+        std::uint64_t gen = ~std::uint64_t(0);
+        std::string name;
+        PoolImpl* pool = nullptr;
+    };
+    static thread_local Cache cache;
+    const std::uint64_t gen = registry().names_gen.load(std::memory_order_acquire);
+    if (cache.pool && cache.gen == gen && cache.name == name)
+        return *cache.pool;
+    PoolImpl& pool = ThreadPool::get(name).impl();
+    cache.gen = gen;
+    cache.name = name;
+    cache.pool = &pool;
+    return pool;
+}
+} // namespace
+
 void submit_job(std::shared_ptr<StateBase> state, const ThreadOptions& opts, UniqueFunction<void()> body) {
     MainLoop& loop = MainLoop::current();
     if (!loop.is_main_thread())
         throw WrongThread("kaa::threaded(): submit jobs from the loop thread (a job that needs more work "
                           "done can return it, or use threaded(kaa::main_thread, ...) to get there)");
-    ThreadPool& pool = opts.pool.empty() ? ThreadPool::default_pool() : ThreadPool::get(opts.pool);
+    PoolImpl& impl = resolve_pool(opts.pool);
     auto job = std::make_shared<Job>();
     job->state = state;
     job->body = std::move(body);
     job->priority = opts.priority;
-    job->pool = pool.impl().weak_from_this();
+    job->pool = impl.weak_from_this();
     if (opts.progress) {
         auto p = std::make_shared<Progress>();
         state->progress = p;
@@ -299,9 +356,8 @@ void submit_job(std::shared_ptr<StateBase> state, const ThreadOptions& opts, Uni
         }
         return false;  // the InProgress fails now; abort() never waits for the thread
     });
-    auto impl = pool.impl().shared_from_this();
-    note_active(impl);
-    impl->submit(std::move(job));
+    note_active(impl, loop);
+    impl.submit(std::move(job));
 }
 
 namespace {
@@ -330,41 +386,78 @@ private:
 };
 } // namespace
 
-void job_succeeded(UniqueFunction<void()> publish) noexcept {
-    Job* job = t_job;
-    try {
-        post_to_loop(MainCall(job->state, [s = job->state, pool = job->pool, publish = std::move(publish)]() mutable {
+namespace {
+// A job's outcome, posted to the loop by the worker: the value's publisher
+// or the exception wait in the Job, so the posted task is one pointer pair
+// and fits the queue's inline buffer. Run on the loop, it finishes the
+// InProgress (or counts a late result); dropped unrun (the loop went away),
+// it fails it, so that a thread blocked on it wakes up. Either way the value
+// and the exception are released on the loop thread, not on the worker.
+class JobDone {
+public:
+    explicit JobDone(std::shared_ptr<Job> job) noexcept : job_(std::move(job)) {}
+    JobDone(JobDone&& o) noexcept : job_(std::move(o.job_)) {}
+    JobDone& operator=(JobDone&&) = delete;
+    ~JobDone() {
+        if (!job_)
+            return;
+        UniqueFunction<void()> publish = std::move(job_->publish);
+        std::exception_ptr error = std::move(job_->error);
+        auto& s = job_->state;
+        if (s->status() == Status::pending && s->claim())
+            s->fail_claimed(std::make_exception_ptr(LoopError("the main loop went away before this "
+                                                              "job result could run")),
+                            s);
+    }
+
+    void operator()() {
+        std::shared_ptr<Job> job = std::move(job_);
+        UniqueFunction<void()> publish = std::move(job->publish);
+        std::exception_ptr error = std::move(job->error);
+        std::shared_ptr<StateBase> s = job->state;
+        if (!error) {
             if (s->status() == Status::pending && s->claim()) {
                 s->job = nullptr;
                 publish();
                 s->complete(Status::succeeded, s);
-            } else if (auto p = pool.lock()) {
+            } else if (auto p = job->pool.lock()) {
                 p->count_late_result();
             }
-        }));
+            return;
+        }
+        if (s->status() == Status::pending && s->claim()) {
+            s->job = nullptr;
+            s->fail_claimed(std::move(error), s);
+            return;
+        }
+        // Aborted while running: an InProgressAborted is the job obeying;
+        // anything else is an error nobody would see otherwise.
+        try {
+            std::rethrow_exception(error);
+        } catch (const InProgressAborted&) {
+        } catch (...) {
+            report_unhandled(std::current_exception(), "threaded job (failed after it was aborted)");
+        }
+    }
+
+private:
+    std::shared_ptr<Job> job_;
+};
+} // namespace
+
+void job_succeeded(UniqueFunction<void()> publish) noexcept {
+    try {
+        t_job->publish = std::move(publish);
+        post_to_loop(JobDone(*t_job_owner));
     } catch (...) {
         report_unhandled(std::current_exception(), "threaded job result");
     }
 }
 
 void job_failed(std::exception_ptr e) noexcept {
-    Job* job = t_job;
     try {
-        post_to_loop(MainCall(job->state, [s = job->state, e = std::move(e)]() mutable {
-            if (s->status() == Status::pending && s->claim()) {
-                s->job = nullptr;
-                s->fail_claimed(std::move(e), s);
-                return;
-            }
-            // Aborted while running: an InProgressAborted is the job obeying;
-            // anything else is an error nobody would see otherwise.
-            try {
-                std::rethrow_exception(e);
-            } catch (const InProgressAborted&) {
-            } catch (...) {
-                report_unhandled(std::current_exception(), "threaded job (failed after it was aborted)");
-            }
-        }));
+        t_job->error = std::move(e);
+        post_to_loop(JobDone(*t_job_owner));
     } catch (...) {
         report_unhandled(std::current_exception(), "threaded job result");
     }
@@ -397,6 +490,7 @@ ThreadPool::ThreadPool(std::string name, std::size_t size) {
         if (!slot.expired())
             throw UsageError("ThreadPool: a pool named '" + impl_->name() + "' already exists");
         slot = impl_;
+        r.names_gen.fetch_add(1, std::memory_order_acq_rel);
     }
 }
 
@@ -408,6 +502,7 @@ ThreadPool::~ThreadPool() {
         auto it = r.pools.find(impl_->name());
         if (it != r.pools.end() && it->second.lock() == impl_)
             r.pools.erase(it);
+        r.names_gen.fetch_add(1, std::memory_order_acq_rel);
     }
 }
 

@@ -186,6 +186,9 @@ StackPool& StackPool::local() {
 StackPool::~StackPool() { trim(); }
 
 Stack StackPool::map(std::size_t usable) {
+    // Once per process (and thread, for the alternate signal stack): every
+    // stack a thread runs was mapped by that thread's pool first.
+    install_overflow_handler();
     const std::size_t page = page_size();
     const std::size_t guard = page;
     const std::size_t mapped = round_up(usable, page) + guard;
@@ -228,12 +231,29 @@ void StackPool::unmap(Stack s) noexcept {
 Stack StackPool::acquire(std::size_t usable) {
     if (usable == 0)
         usable = kDefaultStack;
-    install_overflow_handler();
     if (usable == kDefaultStack && !free_.empty()) {
         Stack s = free_.back();
         free_.pop_back();
         ++live_;
         return s;
+    }
+    if (usable == kDefaultStack && !cold_.empty()) {
+        Stack s = cold_.back();
+        cold_.pop_back();
+        ++live_;
+        return s;
+    }
+    if (usable != kDefaultStack) {
+        const std::size_t mapped = round_up(usable, page_size()) + page_size();
+        for (std::size_t i = cold_other_.size(); i-- > 0;) {
+            if (cold_other_[i].mapped == mapped) {
+                Stack s = cold_other_[i];
+                cold_other_[i] = cold_other_.back();
+                cold_other_.pop_back();
+                ++live_;
+                return s;
+            }
+        }
     }
     Stack s = map(usable);
     ++live_;
@@ -246,17 +266,61 @@ void StackPool::release(Stack s) noexcept {
         free_.push_back(s);
         return;
     }
+    if (guard_mode() == GuardMode::guard_region) {
+        // Give the memory back, keep the mapping (see the class comment).
+        // The guard region stays installed across MADV_DONTNEED.
+        ::madvise(s.base + s.guard, s.usable(), MADV_DONTNEED);
+        try {
+            if (s.usable() == round_up(kDefaultStack, page_size()))
+                cold_.push_back(s);
+            else
+                cold_other_.push_back(s);
+            return;
+        } catch (...) {
+            // No memory for the bookkeeping: unmap it after all.
+        }
+    }
     unmap(s);
 }
 
 void StackPool::trim() noexcept {
-    for (Stack& s : free_)
-        unmap(s);
-    free_.clear();
+    std::vector<Stack> all;
+    try {
+        all.reserve(free_.size() + cold_.size() + cold_other_.size());
+    } catch (...) {
+        for (auto* list : {&free_, &cold_, &cold_other_}) {
+            for (Stack& s : *list)
+                unmap(s);
+            list->clear();
+        }
+        return;
+    }
+    for (auto* list : {&free_, &cold_, &cold_other_}) {
+        all.insert(all.end(), list->begin(), list->end());
+        list->clear();
+    }
+    if (guard_mode() == GuardMode::mprotect) {
+        for (Stack& s : all)
+            unmap(s);
+        return;
+    }
+    // Whole runs of adjacent stacks in one munmap each, so that trimming
+    // never splits a mapping into more pieces.
+    std::sort(all.begin(), all.end(), [](const Stack& a, const Stack& b) { return a.base < b.base; });
+    for (std::size_t i = 0; i < all.size();) {
+        char* lo = all[i].base;
+        char* hi = all[i].top();
+        std::size_t j = i + 1;
+        while (j < all.size() && all[j].base == hi)
+            hi = all[j++].top();
+        ::munmap(lo, static_cast<std::size_t>(hi - lo));
+        i = j;
+    }
 }
 
 StackStats StackPool::stats() const noexcept {
-    return StackStats{live_, free_.size(), live_ + free_.size(), guard_mode()};
+    const std::size_t pooled = free_.size() + cold_.size() + cold_other_.size();
+    return StackStats{live_, pooled, live_ + pooled, guard_mode()};
 }
 
 } // namespace kaa::detail

@@ -25,13 +25,25 @@ enum class GuardMode {
 /// Statistics, for tests and benchmarks.
 struct StackStats {
     std::size_t live = 0;    // stacks handed out and not returned
-    std::size_t pooled = 0;  // stacks kept for reuse
+    std::size_t pooled = 0;  // stacks kept for reuse (hot and cold)
     std::size_t mapped = 0;  // stacks currently mapped (live + pooled)
     GuardMode mode = GuardMode::mprotect;
 };
 
-/// Per-thread pool of stacks of the default size (other sizes are mapped
-/// and unmapped on demand). Not thread-safe: each thread has its own.
+/// Per-thread pool of stacks. Not thread-safe: each thread has its own.
+///
+/// Up to kMaxPooled stacks of the default size are kept *hot* (as they
+/// are, for the next coroutine). With guard regions (one mapping per stack)
+/// the kernel merges neighbouring stacks into one mapping, and unmapping one
+/// stack out of the middle of such a run splits it in two: a million
+/// coroutines ending in random order would cut the address space into more
+/// mappings than vm.max_map_count allows, and every later mmap (and munmap)
+/// in the process would fail. So in that mode a released stack beyond the
+/// hot ones is never unmapped alone: its memory goes back to the system
+/// (MADV_DONTNEED) and it stays mapped, *cold*, for reuse; trim() unmaps the
+/// pooled stacks in address order, whole runs at a time. (With mprotect
+/// guards every stack is two mappings of its own, neighbours never merge,
+/// and surplus stacks are unmapped as before.)
 class StackPool {
 public:
     static StackPool& local();
@@ -48,7 +60,9 @@ private:
     Stack map(std::size_t usable);
     void unmap(Stack s) noexcept;
 
-    std::vector<Stack> free_;
+    std::vector<Stack> free_;  // hot, default size
+    std::vector<Stack> cold_;        // memory released, default size (guard-region mode)
+    std::vector<Stack> cold_other_;  // the same, other sizes (few: searched linearly)
     std::size_t live_ = 0;
 };
 

@@ -16,20 +16,23 @@
 //    and step() runs it).
 //  * baseline_asio_spawn: asio::spawn on an io_context with
 //    asio::detached; suspensions are asio::post(yield).
-//
-// Boost.Fiber (boost::this_fiber::yield) would be a further baseline for the
-// time slice, but libboost-fiber1.81-dev (the compiled library) is not
-// installed on the benchmark machine; it is left out rather than made a
-// build requirement.
+//  * baseline_boost_fiber: Boost.Fiber with its defaults (round-robin
+//    scheduler, fixedsize 128 KiB stacks); a time slice is
+//    boost::this_fiber::yield(), the main fiber joins or yields to the others.
 #include <sys/mman.h>
 
 #include <malloc.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <new>
+#include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -42,6 +45,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/context/detail/fcontext.hpp>
 #include <boost/context/fiber.hpp>
+#include <boost/fiber/condition_variable.hpp>
+#include <boost/fiber/fiber.hpp>
+#include <boost/fiber/mutex.hpp>
+#include <boost/fiber/operations.hpp>
 
 #include "kaa/coroutine.hpp"
 #include "kaa/in_progress.hpp"
@@ -148,6 +155,17 @@ void BM_Lifecycle_asio_spawn(benchmark::State& state) {
 }
 BENCHMARK(BM_Lifecycle_asio_spawn)->Name("BM_Coroutine_Lifecycle/baseline_asio_spawn");
 
+void BM_Lifecycle_boost_fiber(benchmark::State& state) {
+    std::int64_t sum = 0;
+    for (auto _ : state) {
+        boost::fibers::fiber f([&sum] { sum += 1; });
+        f.join();  // the main fiber blocks; the scheduler runs f to its end
+    }
+    if (sum != static_cast<std::int64_t>(state.iterations()))
+        state.SkipWithError("a fiber did not finish");
+}
+BENCHMARK(BM_Lifecycle_boost_fiber)->Name("BM_Coroutine_Lifecycle/baseline_boost_fiber");
+
 // ---------------------------------------------------------------------------
 // Coroutine lifecycle with one suspension resumed through the loop: create,
 // run to a time slice, one loop iteration resumes it, it ends, read the
@@ -210,6 +228,20 @@ void BM_LifecycleYieldOnce_asio_spawn(benchmark::State& state) {
         state.SkipWithError("a spawned coroutine did not finish in one poll");
 }
 BENCHMARK(BM_LifecycleYieldOnce_asio_spawn)->Name("BM_Coroutine_LifecycleYieldOnce/baseline_asio_spawn");
+
+void BM_LifecycleYieldOnce_boost_fiber(benchmark::State& state) {
+    std::int64_t sum = 0;
+    for (auto _ : state) {
+        boost::fibers::fiber f([&sum] {
+            boost::this_fiber::yield();
+            sum += 1;
+        });
+        f.join();
+    }
+    if (sum != static_cast<std::int64_t>(state.iterations()))
+        state.SkipWithError("a fiber did not finish");
+}
+BENCHMARK(BM_LifecycleYieldOnce_boost_fiber)->Name("BM_Coroutine_LifecycleYieldOnce/baseline_boost_fiber");
 
 // ---------------------------------------------------------------------------
 // Coroutine lifecycle with one suspension resumed directly: the coroutine
@@ -333,6 +365,28 @@ void BM_YieldStep_asio_spawn(benchmark::State& state) {
         state.SkipWithError("a poll_one did not resume the spawned coroutine exactly once");
 }
 BENCHMARK(BM_YieldStep_asio_spawn)->Name("BM_Coroutine_YieldStep/baseline_asio_spawn");
+
+// The main fiber yields once per iteration: the other fiber resumes, counts
+// and yields back (round robin), as one kaa step resumes the coroutine once.
+void BM_YieldStep_boost_fiber(benchmark::State& state) {
+    std::int64_t count = 0;
+    bool stop = false;
+    boost::fibers::fiber f([&] {
+        while (!stop) {
+            boost::this_fiber::yield();
+            ++count;
+        }
+    });
+    boost::this_fiber::yield();  // starts it; it runs to its first yield
+    count = 0;
+    for (auto _ : state)
+        boost::this_fiber::yield();
+    stop = true;
+    f.join();
+    if (count != static_cast<std::int64_t>(state.iterations()) + 1)
+        state.SkipWithError("a yield did not resume the other fiber exactly once");
+}
+BENCHMARK(BM_YieldStep_boost_fiber)->Name("BM_Coroutine_YieldStep/baseline_boost_fiber");
 
 // ---------------------------------------------------------------------------
 // Round trip into a suspended coroutine and back (two switches). kaa has no
@@ -585,6 +639,175 @@ void BM_Memory_asio_spawn(benchmark::State& state) {
 BENCHMARK(BM_Memory_asio_spawn)
     ->Name("BM_Coroutine_Suspended100k/baseline_asio_spawn")
     ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+
+void BM_Memory_boost_fiber(benchmark::State& state) {
+    for (auto _ : state) {
+        boost::fibers::mutex m;
+        boost::fibers::condition_variable cv;
+        bool go = false;
+        std::size_t ended = 0;
+        std::vector<boost::fibers::fiber> fibers;
+        fibers.reserve(kSuspended);
+        MemorySample before;
+        for (std::size_t i = 0; i < kSuspended; ++i) {
+            fibers.emplace_back([&] {
+                std::unique_lock lock(m);
+                cv.wait(lock, [&] { return go; });
+                ++ended;
+            });
+        }
+        boost::this_fiber::yield();  // round robin: each runs to its wait first
+        MemorySample after;
+        report_memory(state, before, after);
+        {
+            std::unique_lock lock(m);
+            go = true;
+        }
+        cv.notify_all();
+        for (auto& f : fibers)
+            f.join();
+        if (ended != kSuspended)
+            state.SkipWithError("a fiber did not end");
+    }
+    release_freed_memory();
+}
+BENCHMARK(BM_Memory_boost_fiber)
+    ->Name("BM_Coroutine_Suspended100k/baseline_boost_fiber")
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+
+// ---------------------------------------------------------------------------
+// Scale: 1,000,000 coroutines suspended at once, with kaa's defaults (128 KiB
+// stacks with a guard, overflow detection on). Counters: time to create them
+// all and to resume and finish them all (ns per coroutine; they are resumed
+// in a shuffled order, as unrelated operations would complete), resident
+// bytes and memory mappings per coroutine while all are suspended. The floor
+// is the hand-made fiber on pooled 128 KiB stacks without guard pages.
+// KAA_BENCH_SCALE_COUNT overrides the count (scripts/bench.sh --quick uses a
+// small one).
+
+std::size_t scale_count() {
+    if (const char* env = std::getenv("KAA_BENCH_SCALE_COUNT"))
+        return std::strtoull(env, nullptr, 10);
+    return 1'000'000;
+}
+
+// Lines of /proc/self/maps: the process's memory mappings (vm.max_map_count
+// bounds them).
+double map_count() {
+    std::ifstream in("/proc/self/maps");
+    std::string line;
+    double n = 0;
+    while (std::getline(in, line))
+        ++n;
+    return n;
+}
+
+using ScaleClock = std::chrono::steady_clock;
+
+std::vector<std::size_t> shuffled(std::size_t n) {
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::shuffle(order.begin(), order.end(), std::mt19937(42));
+    return order;
+}
+
+double ns_per(ScaleClock::duration d, std::size_t n) {
+    return std::chrono::duration<double, std::nano>(d).count() / static_cast<double>(n);
+}
+
+void BM_Scale_kaa(benchmark::State& state) {
+    const std::size_t n = scale_count();
+    for (auto _ : state) {
+        kaa::MainLoop loop;
+        std::vector<kaa::InProgress<void>> gates(n, kaa::InProgress<void>(nullptr));
+        std::vector<kaa::InProgress<int>> cos;
+        cos.reserve(n);
+        MemorySample before;
+        double maps_before = map_count();
+        auto t0 = ScaleClock::now();
+        for (std::size_t i = 0; i < n; ++i) {
+            gates[i] = kaa::InProgress<void>();
+            cos.push_back(kaa::coroutine([&gate = gates[i]] {
+                kaa::this_coroutine::await(gate);
+                return 1;
+            }));
+        }
+        auto t1 = ScaleClock::now();
+        MemorySample after;
+        double maps_after = map_count();
+        if (kaa::active_coroutines() < n)
+            state.SkipWithError("not all coroutines are suspended");
+        const std::vector<std::size_t> order = shuffled(n);
+        auto t1b = ScaleClock::now();
+        for (std::size_t i : order)
+            gates[i].finish();
+        auto t2 = ScaleClock::now() - (t1b - t1);
+        std::size_t done = 0;
+        for (auto& c : cos)
+            done += c.finished() ? 1 : 0;
+        if (done != n)
+            state.SkipWithError("a coroutine did not end");
+        state.counters["create_ns_per_coroutine"] = ns_per(t1 - t0, n);
+        state.counters["finish_ns_per_coroutine"] = ns_per(t2 - t1, n);
+        state.counters["rss_per_coroutine"] = (after.rss - before.rss) / static_cast<double>(n);
+        state.counters["maps_per_coroutine"] = (maps_after - maps_before) / static_cast<double>(n);
+        cos.clear();
+        gates.clear();
+    }
+    release_freed_memory();
+}
+// One repetition whatever --benchmark_repetitions says: a million coroutines
+// take seconds, and the counters (memory, mappings) do not need a median.
+BENCHMARK(BM_Scale_kaa)
+    ->Name("BM_Coroutine_Scale1M/kaa")
+    ->Iterations(1)
+    ->Repetitions(1)
+    ->Unit(benchmark::kMillisecond);
+
+void BM_Scale_fiber(benchmark::State& state) {
+    const std::size_t n = scale_count();
+    StackFreeList stacks(kFloorStack);
+    for (auto _ : state) {
+        std::vector<ctx::fiber> fibers;
+        fibers.reserve(n);
+        MemorySample before;
+        double maps_before = map_count();
+        auto t0 = ScaleClock::now();
+        for (std::size_t i = 0; i < n; ++i) {
+            ctx::fiber f{std::allocator_arg, PooledStack{&stacks}, [](ctx::fiber&& caller) {
+                             caller = std::move(caller).resume();
+                             return std::move(caller);
+                         }};
+            fibers.push_back(std::move(f).resume());
+        }
+        auto t1 = ScaleClock::now();
+        MemorySample after;
+        double maps_after = map_count();
+        const std::vector<std::size_t> order = shuffled(n);
+        auto t1b = ScaleClock::now();
+        std::size_t done = 0;
+        for (std::size_t i : order) {
+            fibers[i] = std::move(fibers[i]).resume();
+            done += fibers[i] ? 0 : 1;
+        }
+        auto t2 = ScaleClock::now() - (t1b - t1);
+        if (done != n)
+            state.SkipWithError("a fiber did not end");
+        state.counters["create_ns_per_coroutine"] = ns_per(t1 - t0, n);
+        state.counters["finish_ns_per_coroutine"] = ns_per(t2 - t1, n);
+        state.counters["rss_per_coroutine"] = (after.rss - before.rss) / static_cast<double>(n);
+        state.counters["maps_per_coroutine"] = (maps_after - maps_before) / static_cast<double>(n);
+        fibers.clear();
+        stacks.trim();
+    }
+    release_freed_memory();
+}
+BENCHMARK(BM_Scale_fiber)
+    ->Name("BM_Coroutine_Scale1M/baseline_fiber")
+    ->Iterations(1)
+    ->Repetitions(1)
     ->Unit(benchmark::kMillisecond);
 
 } // namespace

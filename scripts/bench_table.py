@@ -23,18 +23,27 @@ import subprocess
 import sys
 
 
+ERRORS = 0  # benchmarks that reported an error (SkipWithError): the exit status says so
+
+
 def load_medians(paths):
     """Returns {run_name: benchmark dict} for the median aggregates, and the
     context of the first file."""
     medians, cvs, context = {}, {}, None
+    global ERRORS
     for path in paths:
+        # A program whose benchmarks all fall outside --benchmark_filter
+        # writes nothing.
+        if os.path.getsize(path) == 0:
+            continue
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
         context = context or data.get("context", {})
         for b in data.get("benchmarks", []):
             name = b.get("run_name", b["name"])
             if b.get("error_occurred"):
-                print(f"warning: {name}: {b.get('error_message', 'error')}", file=sys.stderr)
+                print(f"error: {name}: {b.get('error_message', 'error')}", file=sys.stderr)
+                ERRORS += 1
                 continue
             kind = b.get("run_type")
             agg = b.get("aggregate_name")
@@ -95,6 +104,25 @@ def pairs(medians):
                 yield op, o[i], medians[name], medians[other]
 
 
+# Counters that benchmarks report beside their time (state.counters), shown
+# as rows of their own when both sides of a pair have them: name -> (label,
+# unit).
+COUNTERS = {
+    "rss_per_coroutine": ("resident memory per coroutine", "B"),
+    "create_ns_per_coroutine": ("create, per coroutine", "ns"),
+    "finish_ns_per_coroutine": ("resume and finish, per coroutine", "ns"),
+    "maps_per_coroutine": ("memory mappings per coroutine", ""),
+}
+
+
+def fmt_counter(v, unit):
+    if unit == "ns":
+        return fmt_time(v * 1e-9)
+    if unit == "B":
+        return f"{v:,.0f} B"
+    return f"{v:.3g}"
+
+
 def run(cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
@@ -150,6 +178,7 @@ def machine(build_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", help="CMake build dir (for compiler and Boost version)")
+    ap.add_argument("--command", help="the command that produced the results (printed)")
     ap.add_argument("results", nargs="+", help="Google Benchmark JSON files")
     args = ap.parse_args()
 
@@ -161,7 +190,9 @@ def main():
     reps = {b.get("repetitions") for b in medians.values()}
     print(f"kaa commit {commit or '?'}; {context.get('date', '')}; medians of "
           f"{'/'.join(str(r) for r in sorted(x for x in reps if x)) or 1} repetitions; "
-          "CPU time unless marked real time; ratio < 1 means kaa is faster.")
+          "CPU time unless marked real time; ratio < 1 means kaa is faster.  ")
+    if args.command:
+        print(f"Command: `{args.command}`")
     print()
     print("| operation | baseline | kaa median | baseline median | ratio (kaa/baseline) | noise (max CV) |")
     print("|---|---|---:|---:|---:|---:|")
@@ -183,8 +214,18 @@ def main():
         noise_s = f"{max(noise) * 100:.1f}%" if noise else "-"
         print(f"| `{opname}` | {label} | {fmt_time(kt)} | {fmt_time(bt)} | "
               f"{kt / bt:.2f}x | {noise_s} |")
+        for key, (what, unit) in COUNTERS.items():
+            kv, bv = k.get(key), b.get(key)
+            if kv is None or bv is None:
+                continue
+            ratio = f"{kv / bv:.2f}x" if bv > 0 else "-"
+            print(f"| `{op}`: {what} | {label} | {fmt_counter(kv, unit)} | "
+                  f"{fmt_counter(bv, unit)} | {ratio} | - |")
     if not found:
         print("| (no kaa/baseline pairs found) | | | | | |")
+        return 1
+    if ERRORS:
+        print(f"bench_table.py: {ERRORS} benchmark(s) reported an error (see above)", file=sys.stderr)
         return 1
     return 0
 

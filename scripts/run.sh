@@ -26,6 +26,7 @@ TSAN_DIR=${KAA_TSAN_BUILD_DIR:-build-tsan}
 PACKAGES=(
     cmake ninja-build g++
     libboost1.81-dev libboost-context1.81-dev libboost-thread1.81-dev
+    libboost-fiber1.81-dev
     googletest libgtest-dev libgmock-dev libbenchmark-dev
     valgrind
     pkg-config libglib2.0-dev libgtk-3-dev xvfb xauth
@@ -197,6 +198,21 @@ build "$BUILD_DIR"
 phase_end
 phase_start "plain tests"
 run_suite "$BUILD_DIR" plain
+
+# Benchmark smoke run: every bench_* program of the plain build, briefly, so
+# that the benchmarks cannot rot. No timing thresholds: it fails only if a
+# benchmark crashes or reports an error. (Numbers: scripts/bench.sh, Release.)
+phase_start "bench smoke"
+if timeout 300 scripts/bench.sh --quick --no-build --build-dir="$BUILD_DIR" >"$BUILD_DIR/bench-smoke.md"; then
+    cat "$BUILD_DIR/bench-smoke.md"
+    TOTAL_PASSED=$((TOTAL_PASSED + 1))
+    phase_end "ok"
+else
+    printf 'run.sh: the benchmark smoke run failed (exit %d)\n' "$?"
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))
+    FAILED_PHASES+=("bench smoke")
+    phase_end "failed"
+fi
 
 # Sanitizer builds: -O1 with assertions on (Debug without NDEBUG), the usual
 # trade-off for ASan/TSan between speed, stack use in coroutines and clear reports.

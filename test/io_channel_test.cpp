@@ -232,6 +232,23 @@ TEST_F(IOChannelTest, DroppingTheLastHandleCloses) {
     EXPECT_TRUE(holds<ConnectionClosed>(w.exception()));
 }
 
+TEST_F(IOChannelTest, AStreamThatAlwaysHasDataYieldsToTheLoop) {
+    // /dev/zero never runs dry: without a per-iteration budget, one step()
+    // would read it forever and posted work would never run.
+    int fd = ::open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    IOChannel zero(fd);
+    std::size_t chunks = 0;
+    zero.signals().read.connect([&](const std::string&) { ++chunks; });
+    int posted_ran_after = -1;
+    loop.post([&] {
+        loop.post([&] { posted_ran_after = static_cast<int>(chunks); });
+    });
+    ASSERT_TRUE(step_until([&] { return posted_ran_after >= 0; }, 100));
+    EXPECT_GT(posted_ran_after, 0);
+    zero.close();
+}
+
 TEST(IOChannelMisuse, NeverOpenedThrowsNotConnected) {
     MainLoop loop;
     IOChannel ch;

@@ -30,6 +30,7 @@ PACKAGES=(
     googletest libgtest-dev libgmock-dev libbenchmark-dev
     valgrind
     pkg-config libglib2.0-dev libgtk-3-dev xvfb xauth
+    python3
 )
 
 log() { printf '\n=== run.sh: %s\n' "$*"; }

@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <deque>
 #include <stdexcept>
 #include <unordered_set>
 #include <utility>
@@ -22,6 +21,8 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "io_core.hpp"
+#include "kaa/io_channel.hpp"
 #include "kaa/main_loop.hpp"
 
 extern char** environ;
@@ -45,12 +46,6 @@ namespace detail {
 
 namespace {
 
-// Output is read ahead into a buffer until it holds this much while nobody
-// consumes it (no slot connected, no read pending); then the pipe fills and
-// the child blocks, as it would with any pipe nobody reads.
-constexpr std::size_t read_ahead_limit = 256 * 1024;
-constexpr std::size_t read_chunk = 64 * 1024;
-
 int pidfd_open(pid_t pid) noexcept { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
 int pidfd_send_signal(int pidfd, int sig) noexcept {
@@ -66,33 +61,6 @@ ExitStatus status_from(const siginfo_t& si) {
     default:
         return ExitStatus{-1, si.si_status, false};
     }
-}
-
-// write() to a pipe whose reader may be gone, without letting SIGPIPE kill
-// the application and without changing its signal dispositions: SIGPIPE is
-// blocked on this thread for the call, and one it raised is consumed.
-ssize_t write_without_sigpipe(int fd, const char* data, std::size_t size) noexcept {
-    sigset_t pipe_set;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    sigset_t old_mask;
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
-    sigset_t pending;
-    sigpending(&pending);
-    const bool was_pending = sigismember(&pending, SIGPIPE) == 1;
-    ssize_t n;
-    do {
-        n = ::write(fd, data, size);
-    } while (n < 0 && errno == EINTR);
-    const int saved = errno;
-    if (n < 0 && saved == EPIPE && !was_pending) {
-        const timespec zero{0, 0};
-        while (sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
-    errno = saved;
-    return n;
 }
 
 // A descriptor owned during start(), closed unless released.
@@ -121,12 +89,6 @@ struct Pipe {
         write_end.fd = fds[1];
     }
 };
-
-void set_nonblocking(int fd) {
-    int flags = ::fcntl(fd, F_GETFL);
-    if (flags >= 0)
-        ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-}
 
 // Cleans up posix_spawn's attribute objects on every path.
 struct SpawnSetup {
@@ -158,54 +120,23 @@ struct SpawnSetup {
 
 class ProcessService;
 
-/// One output pipe (stdout or stderr) and what waits for its data.
+/// One output pipe (stdout or stderr) of the child.
 struct OutputStream {
-    struct PendingRead {
-        std::shared_ptr<State<std::string>> state;
-        bool line = false;
-    };
+    IOChannel channel;                           // not open unless Stdio::pipe
+    Signal<void(std::string)>* signal = nullptr; // the Process's line signal
+    Connection forward;                          // channel readline -> line signal, while it has slots
+    int pending_reads = 0;                       // Process::read()/readline() not finished yet
+    bool hup_at_exit = false;                    // nobody else held the pipe when the child exited
 
-    Signal<void(std::string)>* signal = nullptr;
-    std::optional<asio::posix::stream_descriptor> sd;
-    bool piped = false;
-    bool eof = false;     // no more data will come: end of file, or closed
-    bool waiting = false; // an async_wait is armed (only after EAGAIN: Asio's epoll is edge-triggered)
-    bool service_posted = false;
-    std::string buffer; // unconsumed data is buffer[head, size)
-    std::size_t head = 0;
-    std::deque<PendingRead> reads;
-
-    std::size_t available() const noexcept { return buffer.size() - head; }
-    void consume(std::size_t n) {
-        head += n;
-        if (head == buffer.size()) {
-            buffer.clear();
-            head = 0;
-        } else if (head > 4096 && head > buffer.size() / 2) {
-            buffer.erase(0, head);
-            head = 0;
-        }
-    }
-    std::string take(std::size_t n) {
-        std::string out = buffer.substr(head, n);
-        consume(n);
-        return out;
-    }
-    // A result for a read (line or not), or nullopt if it must wait.
-    std::optional<std::string> take_for(bool line) {
-        if (line) {
-            std::size_t nl = buffer.find('\n', head);
-            if (nl != std::string::npos)
-                return take(nl + 1 - head);
-        } else if (available() > 0) {
-            return take(available());
-        }
-        if (eof)
-            return take(available()); // a last line without "\n", or "" at end of file
-        return std::nullopt;
-    }
-    bool wants_data() const {
-        return sd && !eof && (!reads.empty() || !signal->empty() || available() < read_ahead_limit);
+    bool piped() const noexcept { return channel.core() != nullptr; }
+    // Someone takes the data as it comes: the exit waits for them.
+    bool consumed() const {
+        if (!channel.is_open())
+            return false;
+        if (pending_reads > 0 || !signal->empty())
+            return true;
+        auto& sig = channel.signals();
+        return !sig.read.empty() || !sig.readline.empty();
     }
 };
 
@@ -225,7 +156,10 @@ public:
     const ProcessOptions options_;
     pid_t pid_ = -1;
     bool started_ = false;
+    // Set when the child has been reaped, published (exit_status(),
+    // running()) at once; exited() waits for the output (see check_exit).
     std::optional<ExitStatus> status_;
+    IOChannel in_;
 
     void start();
     InProgress<ExitStatus> exited();
@@ -244,41 +178,28 @@ public:
     ProcessService* service_ = nullptr;
 
 private:
-    struct PendingWrite {
-        std::string data;
-        std::size_t done = 0;
-        std::shared_ptr<State<void>> state;
-    };
-
     const std::string& program() const { return argv_.front(); }
+    void watch_output(OutputStream& s);
     void arm_exit_wait();
     void on_pidfd_readable();
-    void on_exit(ExitStatus st);
+    void on_reaped(ExitStatus st);
     void on_lost_child(int err);
-    void finish_exit_waiters();
-
-    void pump(OutputStream& s, bool drain);
-    void deliver(OutputStream& s);
-    void schedule_service(OutputStream& s);
-    void close_output(OutputStream& s, bool deliver_rest);
-    void fail_reads(OutputStream& s, int err, const char* why);
-
-    void flush_writes();
-    void arm_write_wait();
-    void fail_writes(int err, const std::string& why);
-    void close_stdin_now();
+    void schedule_exit_check();
+    void check_exit();
+    void deliver_exit();
+    static void close_channel(IOChannel& ch, const char* why) noexcept;
 
     std::optional<asio::posix::stream_descriptor> pidfd_;
-    std::optional<asio::posix::stream_descriptor> in_;
-    bool in_piped_ = false;
-    bool in_waiting_ = false;
     bool in_close_requested_ = false;
-    std::deque<PendingWrite> writes_;
+    InProgress<void> last_write_{nullptr};
     OutputStream out_;
     OutputStream err_;
     std::vector<std::shared_ptr<State<ExitStatus>>> exit_waiters_;
     std::shared_ptr<State<ExitStatus>> stop_op_;
     std::optional<asio::steady_timer> kill_timer_;
+    bool exit_pending_ = false; // reaped, exited() not finished yet
+    bool exit_check_posted_ = false;
+    bool exit_delivered_ = false;
     bool handle_alive_ = true;
 };
 
@@ -463,33 +384,68 @@ void ProcessCore::start() {
     started_ = true;
     pid_ = pid;
     pidfd_.emplace(io, pidfd.release());
-    if (options_.stdin_mode == Stdio::pipe) {
-        set_nonblocking(in_pipe.write_end.fd);
-        in_.emplace(io, in_pipe.write_end.release());
-        in_piped_ = true;
-    }
-    for (auto [mode, pipe, s] : {std::tuple{options_.stdout_mode, &out_pipe, &out_},
-                                 std::tuple{options_.stderr_mode, &err_pipe, &err_}}) {
-        if (mode != Stdio::pipe)
-            continue;
-        set_nonblocking(pipe->read_end.fd);
-        s->sd.emplace(io, pipe->read_end.release());
-        s->piped = true;
-        // A slot connected while data waits in the buffer gets it on the
-        // next iteration.
-        s->signal->changed().connect([weak = weak_from_this(), s](SignalChange change) {
-            if (change != SignalChange::connected)
-                return;
-            if (auto self = weak.lock())
-                self->schedule_service(*s);
-        });
-        // First read on the next iteration, so that slots connected right
-        // after start() see everything.
-        schedule_service(*s);
-    }
     service_ = service;
     service->add(this, loop);
     arm_exit_wait();
+    try {
+        if (options_.stdin_mode == Stdio::pipe) {
+            in_ = IOChannel(in_pipe.write_end.fd);
+            in_pipe.write_end.release();
+        }
+        if (options_.stdout_mode == Stdio::pipe) {
+            out_.channel = IOChannel(out_pipe.read_end.fd);
+            out_pipe.read_end.release();
+            watch_output(out_);
+        }
+        if (options_.stderr_mode == Stdio::pipe) {
+            err_.channel = IOChannel(err_pipe.read_end.fd);
+            err_pipe.read_end.release();
+            watch_output(err_);
+        }
+    } catch (...) {
+        // The child runs, but kaa cannot talk to it: end it (the pidfd wait
+        // reaps it) and report.
+        pidfd_send_signal(pidfd_->native_handle(), SIGKILL);
+        close_channel(in_, "kaa::Process::start() failed");
+        close_channel(out_.channel, "kaa::Process::start() failed");
+        close_channel(err_.channel, "kaa::Process::start() failed");
+        throw;
+    }
+}
+
+void ProcessCore::watch_output(OutputStream& s) {
+    // The line signal is fed from the channel's readline signal while it has
+    // slots: connecting to the channel is what makes it read (lazily, as
+    // kaa), and it delivers what is already buffered first.
+    auto forward = [&s] {
+        if (s.forward.connected() || !s.channel.is_open())
+            return;
+        s.forward = s.channel.signals().readline.connect([&s](const std::string& line) {
+            std::string text = line;
+            if (!text.empty() && text.back() == '\n')
+                text.pop_back();
+            s.signal->emit(std::move(text));
+        });
+    };
+    s.signal->changed().connect([weak = weak_from_this(), &s, forward](SignalChange change) {
+        auto self = weak.lock();
+        if (!self)
+            return;
+        if (change == SignalChange::connected) {
+            forward();
+        } else if (s.signal->empty()) {
+            s.forward.disconnect();
+            self->schedule_exit_check();
+        }
+    });
+    // Slots connected before start().
+    if (!s.signal->empty())
+        forward();
+    // The end of the stream may be what an exit waits for.
+    s.channel.signals().closed.connect([weak = weak_from_this()] {
+        if (auto self = weak.lock())
+            self->schedule_exit_check();
+    });
 }
 
 void ProcessCore::arm_exit_wait() {
@@ -519,7 +475,7 @@ void ProcessCore::on_pidfd_readable() {
         arm_exit_wait();
         return;
     }
-    on_exit(status_from(si));
+    on_reaped(status_from(si));
 }
 
 void ProcessCore::on_lost_child(int err) {
@@ -527,12 +483,15 @@ void ProcessCore::on_lost_child(int err) {
     // waitpid(-1), or SIGCHLD set to SIG_IGN); its status is gone.
     auto keep = shared_from_this();
     status_ = ExitStatus{-1, 0, false};
+    exit_delivered_ = true;
     pidfd_.reset();
     kill_timer_.reset();
-    auto e = std::make_exception_ptr(ProcessError(err, program(),
-                                                  "kaa::Process: the exit status of '" + program() +
-                                                      "' is lost: something else reaped the child (do not "
-                                                      "set SIGCHLD to SIG_IGN or call waitpid(-1))"));
+    close_channel(in_, "the child is gone");
+    auto e = std::make_exception_ptr(
+        ProcessError(err, program(),
+                     "kaa::Process: the exit status of '" + program() +
+                         "' is lost: something else reaped the child (do not set SIGCHLD to SIG_IGN or "
+                         "call waitpid(-1))"));
     auto waiters = std::move(exit_waiters_);
     exit_waiters_.clear();
     if (auto stop = std::move(stop_op_))
@@ -542,40 +501,99 @@ void ProcessCore::on_lost_child(int err) {
             InProgress<ExitStatus>(w).fail(e);
 }
 
-void ProcessCore::on_exit(ExitStatus st) {
+void ProcessCore::on_reaped(ExitStatus st) {
     auto keep = shared_from_this();
     status_ = st;
     pidfd_.reset();
     kill_timer_.reset();
-    // Everything the child wrote is in the pipes now: deliver it before the
-    // exit. (Output a grandchild writes later still arrives afterwards.)
-    pump(out_, true);
-    pump(err_, true);
-    if (!handle_alive_) {
-        close_output(out_, false);
-        close_output(err_, false);
+    // Writing to a dead child is pointless: pending writes fail now.
+    close_channel(in_, "the child exited before reading all of its stdin");
+    // Everything the child wrote is in the pipes now. The exit is delivered
+    // after the readers have had it: for each pipe that someone reads, once
+    // the channel has seen the end of the stream -- unless another process
+    // (a grandchild) still holds the pipe open, which must not hold the exit
+    // status up. POLLHUP on a pipe's read end means no writer is left.
+    for (OutputStream* s : {&out_, &err_}) {
+        if (!s->channel.is_open())
+            continue;
+        pollfd pfd{s->channel.native_handle(), 0, 0};
+        s->hup_at_exit = ::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLHUP) != 0;
     }
-    if (in_) {
-        fail_writes(EPIPE, "the child exited before reading it");
-        close_stdin_now();
+    exit_pending_ = true;
+    check_exit();
+}
+
+// Checked from the loop, not inline: a reader that just got its data usually
+// asks for more from the same callback (a coroutine's read loop), and must
+// not see the exit overtake the rest of the output.
+void ProcessCore::schedule_exit_check() {
+    if (!exit_pending_ || exit_check_posted_)
+        return;
+    exit_check_posted_ = true;
+    post_to_loop([self = shared_from_this()] {
+        self->exit_check_posted_ = false;
+        self->check_exit();
+    });
+}
+
+void ProcessCore::check_exit() {
+    if (!exit_pending_)
+        return;
+    for (OutputStream* s : {&out_, &err_}) {
+        if (!s->consumed())
+            continue;
+        if (s->hup_at_exit) {
+            // The end of file is certain to come, right after the data.
+            if (!s->channel.at_eof())
+                return;
+        } else {
+            // A grandchild holds the pipe: wait only until the channel has
+            // taken what is in the pipe now. Nothing signals that moment, so
+            // look again on the next iteration.
+            int queued = 0;
+            if (::ioctl(s->channel.native_handle(), FIONREAD, &queued) == 0 && queued > 0) {
+                schedule_exit_check();
+                return;
+            }
+        }
+    }
+    deliver_exit();
+}
+
+void ProcessCore::deliver_exit() {
+    if (exit_delivered_)
+        return;
+    auto keep = shared_from_this();
+    exit_pending_ = false;
+    exit_delivered_ = true;
+    const ExitStatus st = *status_;
+    if (!handle_alive_) {
+        close_channel(out_.channel, "the Process was destroyed");
+        close_channel(err_.channel, "the Process was destroyed");
     }
     if (auto stop = std::move(stop_op_))
         InProgress<ExitStatus>(stop).finish(st);
     signals_.exited.emit(st);
-    finish_exit_waiters();
-}
-
-void ProcessCore::finish_exit_waiters() {
     auto waiters = std::move(exit_waiters_);
     exit_waiters_.clear();
     for (auto& w : waiters)
         if (w->status() == Status::pending)
-            InProgress<ExitStatus>(w).finish(*status_);
+            InProgress<ExitStatus>(w).finish(st);
+}
+
+void ProcessCore::close_channel(IOChannel& ch, const char* why) noexcept {
+    if (!ch.is_open())
+        return;
+    try {
+        ch.core()->close(why);
+    } catch (...) {
+        report_unhandled(std::current_exception(), "kaa::Process closing a pipe");
+    }
 }
 
 InProgress<ExitStatus> ProcessCore::exited() {
     InProgress<ExitStatus> ip;
-    if (status_) {
+    if (exit_delivered_ && status_) {
         ip.finish(*status_);
         return ip;
     }
@@ -592,11 +610,18 @@ InProgress<ExitStatus> ProcessCore::exited() {
 InProgress<ExitStatus> ProcessCore::stop(Duration grace) {
     if (grace < Duration::zero())
         throw std::invalid_argument("kaa::Process::stop(): the grace period must not be negative");
-    if (status_)
-        return make_finished<ExitStatus>(*status_);
     if (stop_op_)
         return InProgress<ExitStatus>(stop_op_);
     InProgress<ExitStatus> ip;
+    if (status_) {
+        // Exited: finished at once, or with the exit if that still waits
+        // for the output.
+        if (exit_delivered_)
+            ip.finish(*status_);
+        else
+            stop_op_ = ip.typed_ptr();
+        return ip;
+    }
     stop_op_ = ip.typed_ptr();
     ip.typed().set_abort_hook([weak = weak_from_this()](const InProgressAborted&, std::exception_ptr) {
         if (auto self = weak.lock()) {
@@ -632,224 +657,58 @@ bool ProcessCore::send_signal(int sig) {
     return true;
 }
 
-// Reads while someone wants the data (or, with `drain`, until the pipe is
-// empty), delivering as it goes. Arms a wait only after EAGAIN: Asio's epoll
-// reactor is edge-triggered, so a wait armed on a pipe that still holds data
-// might never complete.
-void ProcessCore::pump(OutputStream& s, bool drain) {
-    // A drain reads what the pipe holds now, and once more to see end of
-    // file; it must not chase a grandchild that keeps writing.
-    int drain_reads = 1;
-    if (drain && s.sd) {
-        int queued = 0;
-        if (::ioctl(s.sd->native_handle(), FIONREAD, &queued) == 0 && queued > 0)
-            drain_reads += (queued + static_cast<int>(read_chunk) - 1) / static_cast<int>(read_chunk);
-    }
-    while (s.sd && !s.eof && (drain ? drain_reads-- > 0 : s.wants_data())) {
-        const std::size_t old = s.buffer.size();
-        s.buffer.resize(old + read_chunk);
-        ssize_t n = ::read(s.sd->native_handle(), s.buffer.data() + old, read_chunk);
-        const int e = errno;
-        s.buffer.resize(old + (n > 0 ? static_cast<std::size_t>(n) : 0));
-        if (n > 0) {
-            deliver(s);
-            continue;
-        }
-        if (n < 0 && e == EINTR)
-            continue;
-        if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
-            if (!s.waiting) {
-                s.waiting = true;
-                s.sd->async_wait(asio::posix::stream_descriptor::wait_read,
-                                 [self = shared_from_this(), &s](const boost::system::error_code& ec) {
-                                     s.waiting = false;
-                                     if (!ec)
-                                         self->pump(s, false);
-                                 });
-            }
-            return;
-        }
-        // End of file (or a read error, which ends the stream the same way).
-        close_output(s, true);
-        return;
-    }
-    deliver(s);
-}
-
-// Hands buffered data to pending reads (in call order), then complete lines
-// to the line signal; at end of file the rest goes too.
-void ProcessCore::deliver(OutputStream& s) {
-    while (!s.reads.empty()) {
-        std::optional<std::string> got = s.take_for(s.reads.front().line);
-        if (!got)
-            break;
-        auto state = std::move(s.reads.front().state);
-        s.reads.pop_front();
-        InProgress<std::string>(std::move(state)).finish(std::move(*got));
-    }
-    while (s.reads.empty() && !s.signal->empty() && s.available() > 0) {
-        std::size_t nl = s.buffer.find('\n', s.head);
-        std::string line;
-        if (nl != std::string::npos) {
-            line = s.buffer.substr(s.head, nl - s.head);
-            s.consume(nl + 1 - s.head);
-        } else if (s.eof) {
-            line = s.take(s.available());
-        } else {
-            break;
-        }
-        s.signal->emit(std::move(line));
-    }
-}
-
-void ProcessCore::schedule_service(OutputStream& s) {
-    if (s.service_posted || !s.piped)
-        return;
-    s.service_posted = true;
-    post_to_loop([self = shared_from_this(), &s] {
-        s.service_posted = false;
-        if (s.waiting || !s.sd)
-            self->deliver(s);
-        else
-            self->pump(s, false);
-    });
-}
-
-void ProcessCore::close_output(OutputStream& s, bool deliver_rest) {
-    s.eof = true;
-    s.sd.reset(); // cancels an armed wait; its handler sees operation_aborted
-    if (deliver_rest)
-        deliver(s);
-}
-
-void ProcessCore::fail_reads(OutputStream& s, int err, const char* why) {
-    auto reads = std::move(s.reads);
-    s.reads.clear();
-    if (reads.empty())
-        return;
-    auto e = std::make_exception_ptr(ProcessError(err, program(), std::string("kaa::Process: ") + why));
-    for (auto& r : reads)
-        if (r.state->status() == Status::pending)
-            InProgress<std::string>(r.state).fail(e);
-}
-
 InProgress<std::string> ProcessCore::read(OutputStream& s, bool line) {
-    if (!s.piped)
+    if (!s.piped())
         throw UsageError(std::string("kaa::Process::") + (line ? "readline" : "read") +
                          "(): " + (&s == &err_ ? "stderr" : "stdout") +
                          " is not a pipe; start the process with ProcessOptions::" +
                          (&s == &err_ ? "stderr_mode" : "stdout_mode") + " = kaa::Stdio::pipe");
-    if (s.reads.empty()) {
-        if (std::optional<std::string> got = s.take_for(line)) {
-            schedule_service(s); // the buffer may have dropped below the read-ahead limit
-            return make_finished<std::string>(std::move(*got));
-        }
+    InProgress<std::string> ip = line ? s.channel.readline() : s.channel.read();
+    if (!ip.finished()) {
+        // Counted as a reader the exit waits for, until it finishes. The
+        // callback is internal bookkeeping: it must not look like somebody
+        // waiting, or an abort cascading from a coroutine would spare the read.
+        ++s.pending_reads;
+        ip.state()->add_callback(
+            [weak = weak_from_this(), &s](StateBase&) {
+                if (auto self = weak.lock()) {
+                    --s.pending_reads;
+                    self->schedule_exit_check();
+                }
+            },
+            false);
     }
-    InProgress<std::string> ip;
-    s.reads.push_back({ip.typed_ptr(), line});
-    ip.typed().set_abort_hook(
-        [weak = weak_from_this(), &s, raw = ip.state().get()](const InProgressAborted&, std::exception_ptr) {
-            if (auto self = weak.lock())
-                std::erase_if(s.reads, [raw](const auto& r) { return r.state.get() == raw; });
-            return false;
-        });
-    schedule_service(s);
     return ip;
 }
 
 InProgress<void> ProcessCore::write(std::string data) {
-    if (!in_piped_)
+    if (!in_.core())
         throw UsageError("kaa::Process::write(): stdin is not a pipe; start the process with "
                          "ProcessOptions::stdin_mode = kaa::Stdio::pipe");
     if (in_close_requested_)
         throw UsageError(
             "kaa::Process::write(): stdin was closed with close_stdin(); write before closing it");
-    if (!in_)
-        return make_failed<void>(std::make_exception_ptr(
-            ProcessError(EPIPE, program(),
-                         "kaa::Process::write(): the child's stdin is closed (it closed it or "
-                         "exited)")));
-    InProgress<void> ip;
-    writes_.push_back({std::move(data), 0, ip.typed_ptr()});
-    ip.typed().set_abort_hook(
-        [weak = weak_from_this(), raw = ip.state().get()](const InProgressAborted&, std::exception_ptr) {
-            if (auto self = weak.lock())
-                std::erase_if(self->writes_, [raw](const PendingWrite& w) { return w.state.get() == raw; });
-            return false;
-        });
-    if (writes_.size() == 1 && !in_waiting_)
-        flush_writes();
-    return ip;
+    last_write_ = in_.write(std::move(data));
+    return last_write_;
 }
-
-void ProcessCore::flush_writes() {
-    auto keep = shared_from_this();
-    while (in_ && !writes_.empty()) {
-        PendingWrite& w = writes_.front();
-        if (w.done < w.data.size()) {
-            ssize_t n =
-                write_without_sigpipe(in_->native_handle(), w.data.data() + w.done, w.data.size() - w.done);
-            if (n < 0) {
-                const int e = errno;
-                if (e == EAGAIN || e == EWOULDBLOCK) {
-                    arm_write_wait();
-                    return;
-                }
-                fail_writes(e, e == EPIPE ? "the child closed its stdin" : "writing to its stdin failed");
-                close_stdin_now();
-                return;
-            }
-            w.done += static_cast<std::size_t>(n);
-            if (w.done < w.data.size()) {
-                // Part of it is out: it can no longer be taken back.
-                w.state->clear_abort_hook();
-                w.state->set_abortable(false);
-                continue;
-            }
-        }
-        auto state = std::move(w.state);
-        writes_.pop_front();
-        state->clear_abort_hook();
-        InProgress<void>(std::move(state)).finish();
-    }
-    if (in_ && writes_.empty() && in_close_requested_)
-        close_stdin_now();
-}
-
-void ProcessCore::arm_write_wait() {
-    if (in_waiting_)
-        return;
-    in_waiting_ = true;
-    in_->async_wait(asio::posix::stream_descriptor::wait_write,
-                    [self = shared_from_this()](const boost::system::error_code& ec) {
-                        self->in_waiting_ = false;
-                        if (!ec)
-                            self->flush_writes();
-                    });
-}
-
-void ProcessCore::fail_writes(int err, const std::string& why) {
-    auto writes = std::move(writes_);
-    writes_.clear();
-    if (writes.empty())
-        return;
-    auto e = std::make_exception_ptr(
-        ProcessError(err, program(), "kaa::Process::write() to '" + program() + "': " + why));
-    for (auto& w : writes) {
-        w.state->clear_abort_hook();
-        if (w.state->status() == Status::pending)
-            InProgress<void>(w.state).fail(e);
-    }
-}
-
-void ProcessCore::close_stdin_now() { in_.reset(); }
 
 void ProcessCore::close_stdin() {
-    if (!in_piped_ || in_close_requested_)
+    if (!in_.core() || in_close_requested_)
         return;
     in_close_requested_ = true;
-    if (writes_.empty())
-        close_stdin_now();
+    if (last_write_ && !last_write_.finished()) {
+        // Writes go out in order: once the last one is done (or failed), so
+        // are the others.
+        last_write_.state()->add_callback(
+            [weak = weak_from_this()](StateBase&) {
+                if (auto self = weak.lock())
+                    close_channel(self->in_, "close_stdin()");
+            },
+            false);
+    } else {
+        close_channel(in_, "close_stdin()");
+    }
+    last_write_ = nullptr;
 }
 
 void ProcessCore::release() noexcept {
@@ -858,20 +717,16 @@ void ProcessCore::release() noexcept {
     signals_.stdout_line.disconnect_all();
     signals_.stderr_line.disconnect_all();
     signals_.exited.disconnect_all();
-    try {
-        if (started_ && !status_ && pidfd_)
-            pidfd_send_signal(pidfd_->native_handle(), SIGKILL);
-        fail_reads(out_, ECANCELED, "the Process was destroyed while a read was pending");
-        fail_reads(err_, ECANCELED, "the Process was destroyed while a read was pending");
-        fail_writes(ECANCELED, "the Process was destroyed before the data was written");
-    } catch (...) {
-        report_unhandled(std::current_exception(), "kaa::Process destructor");
-    }
-    close_output(out_, false);
-    close_output(err_, false);
-    close_stdin_now();
-    // The pidfd wait (if the child still runs) keeps this core alive until
-    // the child is reaped; its exited() operations then finish.
+    if (started_ && !status_ && pidfd_)
+        pidfd_send_signal(pidfd_->native_handle(), SIGKILL);
+    // Pending reads and writes fail with ConnectionClosed. The pidfd wait
+    // (if the child still runs) keeps this core alive until the child is
+    // reaped; its exited() operations then finish.
+    close_channel(out_.channel, "the Process was destroyed");
+    close_channel(err_.channel, "the Process was destroyed");
+    close_channel(in_, "the Process was destroyed");
+    if (exit_pending_)
+        check_exit();
 }
 
 void ProcessCore::terminate(bool deliver) noexcept {
@@ -892,26 +747,24 @@ void ProcessCore::terminate(bool deliver) noexcept {
             } while (r < 0 && errno == EINTR);
             if (r == 0 && si.si_pid == 0)
                 r = -1, errno = ECHILD;
-            if (!deliver) {
+            if (!deliver)
                 status_ = r == 0 ? status_from(si) : ExitStatus{-1, 0, false};
-            } else if (r == 0) {
-                on_exit(status_from(si));
-            } else {
+            else if (r == 0)
+                on_reaped(status_from(si));
+            else
                 on_lost_child(errno);
-            }
         }
         kill_timer_.reset();
         pidfd_.reset();
         if (deliver) {
-            close_output(out_, true);
-            close_output(err_, true);
-            fail_writes(EPIPE, "the loop shut down");
-        } else {
-            out_.eof = err_.eof = true;
-            out_.sd.reset();
-            err_.sd.reset();
+            // Pending reads fail with ConnectionClosed; the exit does not
+            // wait for output any more.
+            close_channel(out_.channel, "the main loop shut down");
+            close_channel(err_.channel, "the main loop shut down");
+            close_channel(in_, "the main loop shut down");
+            if (exit_pending_)
+                deliver_exit();
         }
-        close_stdin_now();
     } catch (...) {
         if (deliver)
             report_unhandled(std::current_exception(), "kaa::Process shutdown");
@@ -1012,6 +865,10 @@ void Process::close_stdin() {
         detail::throw_not_started("close_stdin()");
     c.close_stdin();
 }
+
+IOChannel Process::stdin_channel() const { return core().in_; }
+IOChannel Process::stdout_channel() const { return core().stream(out).channel; }
+IOChannel Process::stderr_channel() const { return core().stream(err).channel; }
 
 bool Process::running() const {
     auto& c = core();

@@ -1,10 +1,10 @@
 // Process: a child process driven from the loop (kaa.Process).
 //
 // A Process runs a program with an argument vector, an optional environment
-// and working directory. Its stdout and stderr arrive line by line as signals
-// or through awaitable read()/readline(); write() feeds its stdin; exited()
-// is an InProgress for its exit status; stop() asks politely (SIGTERM) and
-// then insists (SIGKILL).
+// and working directory. Its stdin, stdout and stderr are IOChannels (pipes):
+// the output arrives line by line as signals or through awaitable
+// read()/readline(); write() feeds the stdin; exited() is an InProgress for
+// the exit status; stop() asks politely (SIGTERM) and then insists (SIGKILL).
 //
 // Guarantees (see doc/process.md):
 //  * Start-up errors are synchronous: start() throws ProcessError when the
@@ -17,15 +17,18 @@
 //    watched by the loop's Asio context (no SIGCHLD handler). This needs
 //    Linux >= 5.3 (start() throws ProcessError otherwise) and nobody else
 //    reaping children behind kaa's back (waitpid(-1), SIGCHLD set to SIG_IGN).
-//  * Output written by the child before it exited is delivered (signals and
-//    reads) before exited() finishes and `exited` is emitted.
+//  * Output the child wrote reaches whoever reads it (line signals, pending
+//    reads) before exited() finishes and `exited` is emitted: for each pipe
+//    being read, the exit waits until its end of file -- unless another
+//    process (a grandchild) still holds the pipe, which never holds the exit
+//    status up.
 //  * Every callback and signal runs on the loop thread; a Process is used
 //    from the loop thread only (WrongThread otherwise).
 //  * Destroying a Process whose child still runs kills the child (SIGKILL);
 //    the loop reaps it and the exited() operations handed out still finish.
-//    At loop shutdown every child still running is killed and reaped, its
-//    output pipes are drained and closed (pending reads see end of file) and
-//    its stdin is closed. Call stop() and wait for it to end children politely.
+//    At loop shutdown every child still running is killed and reaped and its
+//    pipes are closed (pending reads and writes fail with ConnectionClosed).
+//    Call stop() and wait for it to end children politely.
 #pragma once
 
 #include <sys/types.h>
@@ -40,6 +43,7 @@
 #include "kaa/errors.hpp"
 #include "kaa/fwd.hpp"
 #include "kaa/in_progress.hpp"
+#include "kaa/io_channel.hpp"
 #include "kaa/signal.hpp"
 
 namespace kaa {
@@ -120,8 +124,9 @@ public:
     Process(const Process&) = delete;
     Process& operator=(const Process&) = delete;
     /// Kills a child that still runs (SIGKILL) and lets the loop reap it;
-    /// closes the pipes. Pending reads and writes fail with ProcessError
-    /// (ECANCELED); exited() operations still finish.
+    /// closes the pipes (pending reads and writes fail with
+    /// ConnectionClosed) and disconnects the signals; exited() operations
+    /// still finish.
     ~Process();
 
     /// Starts the child and returns exited().
@@ -130,9 +135,10 @@ public:
     /// already started; LoopError without a MainLoop; WrongThread.
     InProgress<ExitStatus> start();
 
-    /// The exit status, when the child has exited and its output up to then
-    /// has been delivered. Each call returns a new operation: aborting one
-    /// cancels only that wait, never the child (use stop() for that).
+    /// The exit status, once the child has exited and its output has reached
+    /// its readers (see the guarantees above). Each call returns a new
+    /// operation: aborting one cancels only that wait, never the child (use
+    /// stop() for that).
     /// @throws UsageError before start().
     InProgress<ExitStatus> exited() const;
 
@@ -150,21 +156,22 @@ public:
     /// @throws UsageError before start(); std::system_error if sending fails.
     bool send_signal(int sig);
 
-    /// Reads what is buffered from stdout (or stderr), or waits for the next
-    /// chunk. Finishes with "" at end of file. Aborting it cancels only this
-    /// read; no data is lost.
+    /// stdout_channel().read() (or stderr's): what is buffered, or the next
+    /// chunk; "" at end of file. Aborting it cancels only this read; no data
+    /// is lost. Fails with ConnectionClosed if the pipe is closed meanwhile
+    /// (the Process destroyed, the loop shut down).
     /// @throws UsageError if that stream is not Stdio::pipe or before start().
     InProgress<std::string> read(Output from = out);
-    /// Reads one line, with its "\n"; the last line may lack it. Finishes
-    /// with "" at end of file. Reads are served in call order, before the
-    /// line signals see the data.
+    /// stdout_channel().readline() (or stderr's): one line, with its "\n";
+    /// the last line may lack it; "" at end of file. Reads are served in call
+    /// order, before the line signals see the data.
     /// @throws as read().
     InProgress<std::string> readline(Output from = out);
 
-    /// Queues `data` for the child's stdin; finishes when all of it is in the
-    /// pipe. Fails with ProcessError (EPIPE) if the child closes its stdin or
-    /// exits first. Aborting it is refused (NotAbortable) once part of it was
-    /// written; before that it takes the data out of the queue.
+    /// stdin_channel().write(data): queues `data`; finishes when all of it is
+    /// in the pipe. Fails with ConnectionClosed if the child closes its stdin
+    /// or exits first. Aborting it is refused (NotAbortable) once part of it
+    /// was written; before that it takes the data out of the queue.
     /// @throws UsageError if stdin is not Stdio::pipe, before start(), or
     /// after close_stdin().
     InProgress<void> write(std::string data);
@@ -172,11 +179,20 @@ public:
     /// end of file). Idempotent.
     void close_stdin();
 
+    /// The pipes, for what Process does not wrap (read_bytes(), the raw
+    /// `read` signal...). Not open unless the stream is Stdio::pipe and the
+    /// Process started; closed when the child exits (stdin) or the Process
+    /// goes.
+    IOChannel stdin_channel() const;
+    IOChannel stdout_channel() const;
+    IOChannel stderr_channel() const;
+
     /// Started and not yet reaped.
     bool running() const;
     /// The child's pid once started (it stays readable after the exit), or -1.
     pid_t pid() const;
-    /// The exit status once the child has been reaped.
+    /// The exit status once the child has been reaped (exited() may still
+    /// wait for the output to reach its readers).
     std::optional<ExitStatus> exit_status() const;
     const std::vector<std::string>& argv() const;
 

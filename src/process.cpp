@@ -255,6 +255,8 @@ private:
 asio::execution_context::id ProcessService::id;
 
 ProcessCore::~ProcessCore() {
+    out_.forward.disconnect();
+    err_.forward.disconnect();
     if (service_)
         service_->remove(this);
 }
@@ -717,6 +719,10 @@ void ProcessCore::release() noexcept {
     signals_.stdout_line.disconnect_all();
     signals_.stderr_line.disconnect_all();
     signals_.exited.disconnect_all();
+    // A copy of a channel handle may outlive this core: nothing of it may
+    // stay connected there.
+    out_.forward.disconnect();
+    err_.forward.disconnect();
     if (started_ && !status_ && pidfd_)
         pidfd_send_signal(pidfd_->native_handle(), SIGKILL);
     // Pending reads and writes fail with ConnectionClosed. The pidfd wait

@@ -368,18 +368,23 @@ TEST_F(ProcessTest, DestroyingARunningProcessKillsAndReapsIt) {
     std::set<int> before = fds_after_warm_up();
     InProgress<ExitStatus> done;
     InProgress<std::string> pending;
+    IOChannel kept_channel;
     pid_t pid = -1;
     {
         Process p({"cat"});
+        p.signals().stdout_line.connect([](std::string) {});
         done = p.start();
         pending = p.readline();
+        kept_channel = p.stdout_channel();
         pid = p.pid();
     }
+    EXPECT_FALSE(kept_channel.is_open()) << "the Process closes its pipes, whoever holds a handle";
     ASSERT_TRUE(pending.finished());
     EXPECT_TRUE(holds<ConnectionClosed>(pending.exception()));
     EXPECT_EQ(wait_for(done).signal, SIGKILL);
     step_n(3);
     EXPECT_TRUE(reaped(pid));
+    kept_channel = IOChannel();
     EXPECT_EQ(open_fds(), before);
 }
 

@@ -100,10 +100,11 @@ public:
     using UsageError::UsageError;
 };
 
-/// A child process (kaa::Process) could not be started, or an operation on
-/// its pipes failed. code() is the errno (ENOENT: the program or the working
-/// directory does not exist; EPIPE: the child closed its stdin; ECANCELED:
-/// the Process was destroyed); program() is argv[0].
+/// A child process (kaa::Process) could not be started, or its exit status
+/// was lost. code() is the errno (ENOENT: the program or the working
+/// directory does not exist; EACCES: not executable; ECHILD: something else
+/// reaped the child); program() is argv[0]. Errors on its pipes are the
+/// IOChannel ones (ConnectionClosed...).
 class ProcessError : public std::system_error {
 public:
     ProcessError(int errno_value, std::string program, const std::string& what)

@@ -9,6 +9,7 @@
 
 #include "fiber_switch.hpp"
 #include "kaa/main_loop.hpp"
+#include "await_support.hpp"
 #include "stack.hpp"
 
 namespace fc = boost::context::detail;
@@ -21,29 +22,21 @@ namespace {
 
 class CoroutineCore;
 
-// Coroutines that started and have not ended, on this thread (= the loop
-// thread). They stay alive here while nobody else holds their InProgress, and
-// are aborted (unwound) when the loop shuts down.
-struct Registry {
-    CoroutineCore* head = nullptr;
-    std::size_t count = 0;
-    MainLoop* hooked = nullptr;  // the loop whose shutdown aborts them
-};
-thread_local Registry t_registry;
+constinit thread_local AwaitRegistry t_registry{"coroutine"};
 thread_local CoroutineCore* t_current = nullptr;
 
-void abort_all_coroutines();
-
-class CoroutineCore {
+class CoroutineCore final : public AwaitCore {
 public:
     CoroutineCore(std::shared_ptr<StateBase> state, Stack stack, const CoroutineOptions& opts,
                   UniqueFunction<void()> body)
-        : state_(std::move(state)), stack_(stack), body_(std::move(body)),
-          name_(opts.name), interval_(opts.interval) {}
+        : stack_(stack), body_(std::move(body)),
+          name_(opts.name), interval_(opts.interval) {
+        state_ = std::move(state);
+    }
 
     static CoroutineCore* create(MainLoop& loop, std::shared_ptr<StateBase> state, const CoroutineOptions& opts,
                                  UniqueFunction<void()> body) {
-        Stack stack = StackPool::local().acquire(opts.stack_size);
+        Stack stack = StackPool::acquire_local(opts.stack_size);
         char* top = stack.top();
         auto addr = reinterpret_cast<std::uintptr_t>(top - sizeof(CoroutineCore)) & ~std::uintptr_t(63);
         void* mem = reinterpret_cast<void*>(addr);
@@ -51,7 +44,7 @@ public:
         try {
             c = ::new (mem) CoroutineCore(std::move(state), stack, opts, std::move(body));
         } catch (...) {
-            StackPool::local().release(stack);
+            StackPool::release_local(stack);
             throw;
         }
         // The context starts below the control block; the stack belongs to
@@ -59,7 +52,7 @@ public:
         char* ctx_top = static_cast<char*>(mem) - 64;
         c->self_ = fc::make_fcontext(ctx_top, static_cast<std::size_t>(ctx_top - (stack.base + stack.guard)),
                                      &CoroutineCore::trampoline);
-        c->link(loop);
+        t_registry.link(c, loop);
         return c;
     }
 
@@ -111,23 +104,8 @@ public:
 
     // ---- waiting -----------------------------------------------------------
 
-    void check_can_suspend() {
-        if (pending_abort_) {
-            // Aborted while running (by itself, or by code it called): this
-            // suspension point is where the abort is raised.
-            std::rethrow_exception(std::exchange(pending_abort_, nullptr));
-        }
-        if (aborted_)
-            throw SuspendAfterAbort("coroutine '" + name() +
-                                    "' was aborted and cannot suspend again: catch InProgressAborted "
-                                    "only to clean up without waiting (start independent cleanup work "
-                                    "as a new coroutine, or shield it with noabort())");
-    }
-
-    void raise_pending_abort() {
-        if (pending_abort_)
-            std::rethrow_exception(std::exchange(pending_abort_, nullptr));
-    }
+    void check_can_suspend() { AwaitCore::check_can_suspend(name().c_str()); }
+    using AwaitCore::rethrow_if_failed;
 
     void await(const InProgressRef& ip) {
         StateBase& s = *ip.state();
@@ -135,8 +113,7 @@ public:
         std::uint32_t token = token_;
         wait_id_ = s.add_callback([this, token](StateBase&) { wake(token); });
         suspend();
-        waiting_on_ = InProgressRef();
-        raise_pending_abort();
+        after_wait();
     }
 
     void yield() {
@@ -149,7 +126,7 @@ public:
                     c->resume_if(token);
             });
         suspend();
-        raise_pending_abort();
+        after_wait();
     }
 
     /// What finished a wait calls: resume directly (kaa's interval-0 fast
@@ -185,176 +162,50 @@ public:
 
     // ---- abort -------------------------------------------------------------
 
-    bool on_abort(const InProgressAborted& exc, std::exception_ptr eptr) {
-        if (aborted_ || ended_)
+    bool on_abort(const InProgressAborted& exc, std::exception_ptr eptr) override {
+        if (ended_ || !begin_abort(exc, std::move(eptr)))
             return true;
-        aborted_ = true;
-        abort_exc_ = eptr;
-        InProgressRef origin = exc.origin();
-        if (running_) {
-            pending_abort_ = exc.with(InProgressRef(), origin);
-            return true;
-        }
-        ++token_;  // scheduled resumptions (time slice, interval timer) are void now
         if (timer_)
             timer_->cancel();
-        InProgressRef waited = std::move(waiting_on_);
-        waiting_on_ = InProgressRef();
-        if (waited) {
-            StateBase& ws = *waited.state();
-            ws.remove_callback(wait_id_);
-            // Cascade: abort what it waits on if nobody else waits on it.
-            if (ws.status() == Status::pending && ws.listener_count() == 0 && ws.abortable()) {
-                try {
-                    ws.abort(waited.state(), exc);
-                } catch (...) {
-                    report_unhandled(std::current_exception(), "abort cascade");
-                }
-            }
-        }
-        pending_abort_ = exc.with(waited, origin);
         resume();  // unwinds it from its suspension point; `this` may be gone
         return true;
     }
 
     // ---- end ---------------------------------------------------------------
 
-    void failed(std::exception_ptr e) noexcept { error_ = std::move(e); }
-
     /// After the coroutine's last switch out: releases the stack and finishes
     /// the InProgress (on the resumer's stack, so callbacks do not eat into a
     /// coroutine stack).
     void end() {
-        std::shared_ptr<StateBase> state = std::move(state_);
-        unlink();
-        state->coroutine = nullptr;
-        state->clear_abort_hook();
-        std::exception_ptr error = std::move(error_);
-        std::exception_ptr abort_exc = std::move(abort_exc_);
-        bool aborted = aborted_;
+        t_registry.unlink(this);
+        state_->coroutine = nullptr;
+        state_->clear_abort_hook();  // it points here
+        Outcome outcome = take_outcome();
         Stack stack = stack_;
         this->~CoroutineCore();
-        StackPool::local().release(stack);
-
-        if (!aborted && !error && state->complete_unclaimed(Status::succeeded, state))
-            return;  // the common case: claim, publish and call back in one go
-        if (!state->claim()) {
-            report_unhandled(std::make_exception_ptr(UsageError(
-                                 "the InProgress of a coroutine was finished by someone else; the "
-                                 "coroutine's own outcome was discarded")),
-                             "coroutine");
-            return;
-        }
-        if (aborted) {
-            if (error && !is_abort(error))
-                report_unhandled(error, "coroutine cleanup after abort");
-            state->fail_claimed(abort_exc, state, true);
-        } else if (error) {
-            state->fail_claimed(error, state);
-        } else {
-            state->complete(Status::succeeded, state);
-        }
+        StackPool::release_local(stack);
+        settle(std::move(outcome), "coroutine", {});
     }
 
-    static bool is_abort(const std::exception_ptr& e) {
-        try {
-            std::rethrow_exception(e);
-        } catch (const InProgressAborted&) {
-            return true;
-        } catch (...) {
-            return false;
-        }
-    }
-
-    // ---- registry ----------------------------------------------------------
-
-    void link(MainLoop& loop) {
-        Registry& r = t_registry;
-        next_ = r.head;
-        if (r.head)
-            r.head->prev_ = this;
-        r.head = this;
-        ++r.count;
-        if (r.hooked != &loop) {
-            r.hooked = &loop;
-            add_shutdown_hook(loop, [] { abort_all_coroutines(); });
-        }
-    }
-
-    void unlink() noexcept {
-        Registry& r = t_registry;
-        if (prev_)
-            prev_->next_ = next_;
-        else
-            r.head = next_;
-        if (next_)
-            next_->prev_ = prev_;
-        --r.count;
-    }
-
-    StateBase& state() { return *state_; }
-    std::shared_ptr<StateBase> state_ptr() const { return state_; }
     const std::string& name() const noexcept {
         static const std::string unnamed = "coroutine";
         return name_.empty() ? unnamed : name_;
     }
     Duration interval() const noexcept { return interval_; }
     void set_interval(Duration d) noexcept { interval_ = d; }
-    bool aborted() const noexcept { return aborted_; }
-    CoroutineCore* next() const noexcept { return next_; }
     Progress* progress = nullptr;
 
 private:
-    std::shared_ptr<StateBase> state_;
     Stack stack_;
     fc::fcontext_t self_ = nullptr;    // the suspended coroutine
     fc::fcontext_t caller_ = nullptr;  // its resumer, while it runs
     UniqueFunction<void()> body_;
     std::string name_;  // empty: "coroutine" (see name())
     Duration interval_;
-    std::exception_ptr error_;
-    std::exception_ptr pending_abort_;
-    std::exception_ptr abort_exc_;
-    InProgressRef waiting_on_;
-    std::uint32_t wait_id_ = 0;
-    std::uint32_t token_ = 0;
-    bool running_ = false;
-    bool aborted_ = false;
     bool ended_ = false;
-    CoroutineCore* prev_ = nullptr;
-    CoroutineCore* next_ = nullptr;
     std::unique_ptr<boost::asio::steady_timer> timer_;
     FiberAnnotations fiber_;
 };
-
-void abort_all_coroutines() {
-    Registry& r = t_registry;
-    r.hooked = nullptr;
-    // Each abort unwinds one coroutine (and possibly those it waits on);
-    // start again from the head after each, since the list changes.
-    std::size_t guard = r.count * 2 + 16;
-    while (r.head && guard-- > 0) {
-        CoroutineCore* c = r.head;
-        while (c && c->aborted())
-            c = c->next();
-        if (!c)
-            break;
-        std::shared_ptr<StateBase> keep = c->state_ptr();
-        try {
-            if (keep->status() == Status::pending) {
-                InProgressRef(keep).abort(InProgressAborted("the main loop shut down"));
-            } else {
-                // Its InProgress was finished from outside while the body
-                // still runs: no abort() reaches it any more, so unwind the
-                // coroutine itself.
-                InProgressAborted exc("the main loop shut down", InProgressRef(keep), InProgressRef(keep));
-                c->on_abort(exc, std::make_exception_ptr(exc));
-            }
-        } catch (...) {
-            report_unhandled(std::current_exception(), "coroutine abort at shutdown");
-        }
-    }
-}
 
 CoroutineCore* current_or_throw(const char* what) {
     CoroutineCore* c = t_current;
@@ -400,17 +251,7 @@ void await_state(const InProgressRef& ip) {
     StateBase& s = *ip.state();
     if (!s.finished())
         c->await(ip);
-    if (s.failed()) {
-        std::exception_ptr e = s.take_error();
-        try {
-            std::rethrow_exception(e);
-        } catch (const InProgressAborted& a) {
-            // As kaa: the abort seen here names what this coroutine waited on.
-            if (a.inprogress() != ip)
-                std::rethrow_exception(a.with_inprogress(ip));
-            throw;
-        }
-    }
+    c->rethrow_if_failed(s, ip);
 }
 
 bool in_coroutine() noexcept { return t_current != nullptr; }
@@ -435,34 +276,65 @@ void throw_policy_without_definition() {
 } // namespace detail
 
 void CoroutineGroup::run_or_queue(InProgressRef ip, detail::UniqueFunction<void()> start) {
-    auto release_after = [self = shared_from_this(), ip] {
-        ip.state()->add_callback([self](detail::StateBase&) { self->release(); }, false);
-    };
     if (!busy_) {
         busy_ = true;
-        start();
-        release_after();
+        try {
+            start();
+        } catch (...) {
+            // Nothing started (no stack, say): the group stays usable.
+            busy_ = false;
+            throw;
+        }
+        release_when_done(ip);
         return;
     }
     // Queued: abortable, and an abort just removes it (the queue skips
     // finished entries, so the others stay serialized).
     ip.state()->set_abort_hook([](const InProgressAborted&, std::exception_ptr) { return false; });
-    queue_.emplace_back(ip, [start = std::move(start), release_after]() mutable {
-        start();
-        release_after();
-    });
+    queue_.emplace_back(std::move(ip), std::move(start));
+}
+
+void CoroutineGroup::release_when_done(const InProgressRef& ip) {
+    // A call that ends inside start() releases at once, inside this call.
+    ip.state()->add_callback([self = shared_from_this()](detail::StateBase&) { self->release(); }, false);
 }
 
 void CoroutineGroup::release() {
-    while (!queue_.empty()) {
-        auto [ip, start] = std::move(queue_.front());
-        queue_.pop_front();
-        if (ip.finished())
-            continue;
-        start();
+    if (releasing_) {
+        // A queued call ended at once, inside the start below: go round the
+        // loop instead of recursing (a long queue of calls that never
+        // suspend would otherwise nest one frame per call).
+        release_again_ = true;
         return;
     }
-    busy_ = false;
+    releasing_ = true;
+    do {
+        release_again_ = false;
+        busy_ = false;
+        while (!queue_.empty()) {
+            auto [ip, start] = std::move(queue_.front());
+            queue_.pop_front();
+            if (ip.finished())
+                continue;
+            busy_ = true;
+            try {
+                start();
+            } catch (...) {
+                // The queued call could not start: its InProgress fails with
+                // the reason, and the next one gets its turn.
+                busy_ = false;
+                const auto& s = ip.state();
+                if (s->claim())
+                    s->fail_claimed(std::current_exception(), s);
+                if (busy_)
+                    break;  // its callbacks made a new call, which runs now
+                continue;
+            }
+            release_when_done(ip);
+            break;
+        }
+    } while (release_again_);
+    releasing_ = false;
 }
 
 namespace this_coroutine {
@@ -487,6 +359,6 @@ Progress& progress() {
 
 } // namespace this_coroutine
 
-std::size_t active_coroutines() noexcept { return detail::t_registry.count; }
+std::size_t active_coroutines() noexcept { return detail::t_registry.count(); }
 
 } // namespace kaa

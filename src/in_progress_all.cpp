@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "kaa/detail/await_core.hpp"
 #include "kaa/progress.hpp"
 #include "kaa/signal.hpp"
 
@@ -59,16 +60,8 @@ protected:
         InProgressAborted fallback("aborted with the combination it belonged to");
         const InProgressAborted& e = exc ? *exc : fallback;
         InProgressRef origin = exc && exc->origin() ? exc->origin() : InProgressRef(target_);
-        for (auto& m : members_) {
-            StateBase& ms = *m.state();
-            if (ms.status() == Status::pending && ms.listener_count() == 0 && ms.abortable()) {
-                try {
-                    ms.abort(m.state(), InProgressAborted(e.message(), m, origin));
-                } catch (...) {
-                    report_unhandled(std::current_exception(), "abort of a member of any()/all()");
-                }
-            }
-        }
+        for (auto& m : members_)
+            abort_if_unwatched(m, InProgressAborted(e.message(), m, origin), "abort of a member of any()/all()");
     }
 
     void fail(std::exception_ptr e) {

@@ -13,8 +13,10 @@
 #include <fstream>
 #include <mutex>
 #include <new>
+#include <string>
 #include <system_error>
 
+#include "kaa/coroutine.hpp"
 #include "kaa/errors.hpp"
 
 #ifndef MADV_GUARD_INSTALL
@@ -43,6 +45,13 @@ std::size_t round_up(std::size_t n, std::size_t to) noexcept { return (n + to - 
 // (or, as with Boost's protected_fixedsize_stack in release builds, silently
 // run without a guard).
 std::atomic<std::size_t> g_mprotect_stacks{0};
+
+// Set when this thread's pool is destroyed; trivially destructible, so it
+// stays readable until the very end of the thread.
+constinit thread_local bool t_pool_gone = false;
+
+// fail_next_stack_maps(): how many of the next stack mappings fail.
+std::atomic<long> g_fail_maps{0};
 
 std::size_t mprotect_budget() noexcept {
     static const std::size_t budget = [] {
@@ -129,6 +138,15 @@ void segv_handler(int sig, siginfo_t* info, void* uctx) {
 
 std::size_t default_stack_size() noexcept { return kDefaultStack; }
 
+void fail_next_stack_maps(std::size_t n) noexcept { g_fail_maps.store(static_cast<long>(n)); }
+
+CoroutineStackCounts coroutine_stack_counts() noexcept {
+    if (t_pool_gone)
+        return CoroutineStackCounts{};
+    StackStats s = StackPool::local().stats();
+    return CoroutineStackCounts{s.live, s.pooled};
+}
+
 GuardMode guard_mode() noexcept {
     static const GuardMode mode = probe_guard_mode();
     return mode;
@@ -183,7 +201,26 @@ StackPool& StackPool::local() {
     return pool;
 }
 
-StackPool::~StackPool() { trim(); }
+StackPool::~StackPool() {
+    trim();
+    t_pool_gone = true;
+}
+
+Stack StackPool::acquire_local(std::size_t usable) {
+    if (t_pool_gone) [[unlikely]] {
+        install_overflow_handler();
+        return map(usable == 0 ? kDefaultStack : usable);
+    }
+    return local().acquire(usable);
+}
+
+void StackPool::release_local(Stack s) noexcept {
+    if (t_pool_gone) [[unlikely]] {
+        unmap(s);
+        return;
+    }
+    local().release(s);
+}
 
 Stack StackPool::map(std::size_t usable) {
     // Once per process (and thread, for the alternate signal stack): every
@@ -196,28 +233,40 @@ Stack StackPool::map(std::size_t usable) {
     if (mode == GuardMode::mprotect) {
         if (g_mprotect_stacks.fetch_add(1) >= mprotect_budget()) {
             g_mprotect_stacks.fetch_sub(1);
-            throw std::system_error(
+            throw StackAllocationError(
                 ENOMEM, std::generic_category(),
                 "kaa: cannot create another guard-paged coroutine stack: each takes two memory "
                 "mappings and vm.max_map_count would be exceeded (this kernel lacks "
                 "MADV_GUARD_INSTALL); raise vm.max_map_count or run fewer coroutines at once");
         }
     }
-    void* m = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    void* m = MAP_FAILED;
+    int map_errno = ENOMEM;
+    if (g_fail_maps.load(std::memory_order_relaxed) > 0 && g_fail_maps.fetch_sub(1) > 0) [[unlikely]] {
+        // Test hook (fail_next_stack_maps): as if mmap had failed.
+    } else {
+        m = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
+                   -1, 0);
+        map_errno = errno;
+    }
     if (m == MAP_FAILED) {
         if (mode == GuardMode::mprotect)
             g_mprotect_stacks.fetch_sub(1);
-        throw std::bad_alloc();
+        throw StackAllocationError(map_errno, std::generic_category(),
+                                   "kaa: cannot map a coroutine stack of " + std::to_string(mapped) +
+                                       " bytes; the memory or address space (ulimit -v) ran out: run fewer "
+                                       "coroutines at once or give them a smaller CoroutineOptions::stack_size");
     }
     int rc = mode == GuardMode::guard_region ? ::madvise(m, guard, MADV_GUARD_INSTALL)
                                              : ::mprotect(m, guard, PROT_NONE);
     if (rc != 0) {
+        int err = errno;
         ::munmap(m, mapped);
         if (mode == GuardMode::mprotect)
             g_mprotect_stacks.fetch_sub(1);
-        throw std::system_error(errno, std::generic_category(),
-                                "kaa: cannot install the guard page of a coroutine stack");
+        throw StackAllocationError(err, std::generic_category(),
+                                   "kaa: cannot install the guard page of a coroutine stack (too many memory "
+                                   "mappings?); raise vm.max_map_count or run fewer coroutines at once");
     }
     return Stack{static_cast<char*>(m), mapped, guard};
 }

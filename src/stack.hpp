@@ -47,6 +47,11 @@ struct StackStats {
 class StackPool {
 public:
     static StackPool& local();
+    /// local().acquire/release, and still correct after this thread's pool
+    /// was destroyed (at thread or process exit, a static MainLoop may still
+    /// unwind coroutines): then stacks are mapped and unmapped directly.
+    static Stack acquire_local(std::size_t usable);
+    static void release_local(Stack s) noexcept;
 
     Stack acquire(std::size_t usable);
     void release(Stack s) noexcept;
@@ -57,8 +62,8 @@ public:
     ~StackPool();
 
 private:
-    Stack map(std::size_t usable);
-    void unmap(Stack s) noexcept;
+    static Stack map(std::size_t usable);
+    static void unmap(Stack s) noexcept;
 
     std::vector<Stack> free_;  // hot, default size
     std::vector<Stack> cold_;        // memory released, default size (guard-region mode)

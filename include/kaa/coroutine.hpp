@@ -85,6 +85,18 @@ void set_coroutine_interval(StateBase& s, Duration d);
 bool coroutine_active(const StateBase& s) noexcept;
 [[noreturn]] void throw_policy_without_definition();
 
+/// Coroutine stacks of the calling thread (tests, diagnostics): handed out
+/// to running coroutines, and kept in the pool for reuse.
+struct CoroutineStackCounts {
+    std::size_t live = 0;
+    std::size_t pooled = 0;
+};
+CoroutineStackCounts coroutine_stack_counts() noexcept;
+/// Test hook: the next `n` stack mappings fail as if mmap returned ENOMEM
+/// (pooled stacks are reused without mapping; a non-default stack_size
+/// always maps).
+void fail_next_stack_maps(std::size_t n) noexcept;
+
 } // namespace detail
 
 /// The InProgress of a coroutine call.
@@ -166,9 +178,12 @@ public:
 
 private:
     void release();
+    void release_when_done(const InProgressRef& ip);
     Policy policy_;
     std::vector<InProgressRef> unfinished_;
     bool busy_ = false;
+    bool releasing_ = false;
+    bool release_again_ = false;
     std::deque<std::pair<InProgressRef, detail::UniqueFunction<void()>>> queue_;
 };
 
@@ -229,14 +244,20 @@ public:
         auto body = detail::make_coroutine_body<R>(raw, fn_,
                                                    std::make_tuple(last, std::forward<Args>(args)...));
         unfinished.push_back(ip);
-        if (policy_ == Policy::synchronized) {
-            // The options are copied: a queued call may start after this
-            // definition is gone.
-            group_->run_or_queue(ip, [state = std::move(state), opts = opts_, body = std::move(body)]() mutable {
-                detail::start_coroutine(std::move(state), opts, std::move(body));
-            });
-        } else {
-            detail::start_coroutine(std::move(state), opts_, std::move(body));
+        try {
+            if (policy_ == Policy::synchronized) {
+                // The options are copied: a queued call may start after this
+                // definition is gone.
+                group_->run_or_queue(ip, [state = std::move(state), opts = opts_, body = std::move(body)]() mutable {
+                    detail::start_coroutine(std::move(state), opts, std::move(body));
+                });
+            } else {
+                detail::start_coroutine(std::move(state), opts_, std::move(body));
+            }
+        } catch (...) {
+            // Not started (no stack, say): it must not count as running.
+            std::erase(group_->unfinished(), InProgressRef(ip));
+            throw;
         }
         return ip;
     }

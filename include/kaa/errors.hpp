@@ -12,7 +12,8 @@
 //    abort and carry on as if nothing happened. Catch InProgressAborted by name.
 //
 // Errors of the outside world (a child process that cannot start, a pipe the
-// other side closed) are std::system_error subclasses such as ProcessError.
+// other side closed, a coroutine stack that cannot be mapped) are
+// std::system_error subclasses: ProcessError, StackAllocationError.
 #pragma once
 
 #include <exception>
@@ -113,6 +114,16 @@ public:
 
 private:
     std::string program_;
+};
+
+/// A coroutine stack could not be created: the memory or address space ran
+/// out, or another guard-paged stack would exceed vm.max_map_count. Thrown by
+/// kaa::coroutine() (and Coroutine calls) before anything started; nothing
+/// leaks and the loop goes on. A resource limit, not a misuse: code() is the
+/// errno (ENOMEM), what() says which limit and what to change.
+class StackAllocationError : public std::system_error {
+public:
+    using std::system_error::system_error;
 };
 
 /// Raised inside an operation that was aborted: inside a coroutine at its

@@ -30,6 +30,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "kaa/detail/await_core.hpp"
 #include "kaa/in_progress.hpp"
 
 namespace kaa {
@@ -39,47 +40,35 @@ class Task;
 
 namespace detail {
 
-/// The non-template part of a running Task (lives in its frame).
-class TaskCore {
+/// The non-template part of a running Task (lives in its frame). Aborting,
+/// waiting and finishing are AwaitCore's, shared with stackful coroutines.
+class TaskCore final : public AwaitCore {
 public:
     TaskCore() = default;
-    TaskCore(const TaskCore&) = delete;
-    TaskCore& operator=(const TaskCore&) = delete;
+    ~TaskCore() = default;
 
     /// Registers the task, installs its abort handler.
     void start(std::shared_ptr<StateBase> state, std::coroutine_handle<> h);
     /// Before a suspension: raises a pending abort or SuspendAfterAbort.
-    void before_suspend();
+    void before_suspend() { check_can_suspend(nullptr); }
     /// Suspends on `ip` (registers the wake-up).
     void suspend_on(const InProgressRef& ip);
     /// After the co_await: raises a pending abort, or the awaited failure.
-    void after_resume(const InProgressRef& ip);
-    /// The body threw.
-    void failed(std::exception_ptr e) noexcept { error_ = std::move(e); }
+    void after_resume(const InProgressRef& ip) {
+        after_wait();
+        rethrow_if_failed(*ip.state(), ip);
+    }
     /// At the final suspension point: finishes the InProgress. `set_value`
     /// stores the co_returned value into the state.
     void finish(UniqueFunction<void(StateBase&)> set_value) noexcept;
 
     // Used by src/task.cpp.
-    bool on_abort(const InProgressAborted& exc, std::exception_ptr e);
+    bool on_abort(const InProgressAborted& exc, std::exception_ptr e) override;
     void wake(std::uint32_t token);
     void resume();
-    TaskCore* next = nullptr;
-    TaskCore* prev = nullptr;
-    std::shared_ptr<StateBase> state_ptr() const { return state_; }
-    bool aborted() const noexcept { return aborted_; }
 
 private:
     std::coroutine_handle<> handle_;
-    std::shared_ptr<StateBase> state_;
-    std::exception_ptr error_;
-    std::exception_ptr pending_abort_;
-    std::exception_ptr abort_exc_;
-    InProgressRef waiting_on_;
-    std::uint32_t wait_id_ = 0;
-    std::uint32_t token_ = 0;
-    bool running_ = false;
-    bool aborted_ = false;
     bool* ended_flag_ = nullptr;
 };
 

@@ -20,6 +20,11 @@ namespace kaa {
 namespace {
 
 std::atomic<MainLoop*> g_current{nullptr};
+// Guards the work posted from other threads (one loop per process: it is the
+// loop's remote_mutex) and the loop's lifetime as other threads see it: the
+// destructor stops being the current loop under it, so a thread posting
+// reaches a live loop or sees none -- never a loop half destroyed.
+std::mutex g_remote_mutex;
 thread_local MainLoop* t_loop = nullptr;
 // Set while the `exception` signal is being emitted on this thread, so that a
 // handler that itself throws is printed instead of recursing.
@@ -79,7 +84,7 @@ struct MainLoop::Impl {
 
     // Work posted from other threads. `remote_pending` lets the loop skip the
     // lock when there is nothing.
-    std::mutex remote_mutex;
+    std::mutex& remote_mutex = g_remote_mutex;
     std::vector<Task> remote;
     std::atomic<bool> remote_pending{false};
 
@@ -128,6 +133,11 @@ struct MainLoop::Impl {
         remote_pending.store(false, std::memory_order_relaxed);
     }
 
+    /// From another thread: queues `fn` on `loop` (the current loop if null)
+    /// and wakes it. False, `fn` untouched, if that loop is not (any more) the
+    /// current one -- checked under the lock the destructor takes.
+    static bool post_remote(MainLoop* loop, Task& fn);
+
     static void run_guarded(MainLoop& self, Task& t, const char* where) {
         try {
             t();
@@ -173,19 +183,22 @@ MainLoop::~MainLoop() {
         q->items.clear();
         q->head = 0;
     }
+    // Stop being the current loop before the rest goes: a thread posting from
+    // now on finds no loop (post_to_loop), and slots still connected to the
+    // loop's signals may own failed InProgress states whose reports must
+    // reach stderr, not a loop whose Impl is half destroyed. Work posted from
+    // other threads until then is dropped: a dropped result fails its
+    // InProgress (ClaimedCompletion, MainCall), so a blocked waiter wakes up.
     std::vector<Task> remote;
     {
-        std::lock_guard lock(impl_->remote_mutex);
+        std::lock_guard lock(g_remote_mutex);
+        if (t_loop == this)
+            t_loop = nullptr;
+        g_current.store(nullptr);
         remote.swap(impl_->remote);
     }
     remote.clear();
     impl_->guard.reset();
-    // Stop being the current loop before the rest goes: slots still connected
-    // to the loop's signals may own failed InProgress states whose reports
-    // must reach stderr, not a loop whose Impl is half destroyed.
-    if (t_loop == this)
-        t_loop = nullptr;
-    g_current.store(nullptr);
     impl_.reset();
 }
 
@@ -269,25 +282,50 @@ void MainLoop::post(detail::UniqueFunction<void()> fn) {
         impl_->local.items.push_back(std::move(fn));
         return;
     }
-    bool was_empty;
-    {
-        std::lock_guard lock(impl_->remote_mutex);
-        was_empty = impl_->remote.empty();
-        impl_->remote.push_back(std::move(fn));
-        impl_->remote_pending.store(true, std::memory_order_release);
-        // Guest mode: the host loop dispatches, unless the loop thread is in
-        // a nested blocking step (InProgress::wait), which only Asio can
-        // wake. Called under the lock: detach_host() clears the hook under it.
-        if (was_empty && impl_->host_wakeup && !impl_->host_waiting) {
-            impl_->host_wakeup();
-            return;
-        }
-    }
-    if (was_empty)
-        impl_->wake();
+    if (!Impl::post_remote(this, fn))
+        throw LoopError("MainLoop::post(): this loop is being destroyed; stop posting to it from other "
+                        "threads before it goes away (kaa::detail::post_to_loop and InProgress::finish "
+                        "find out for themselves)");
+}
+
+bool MainLoop::Impl::post_remote(MainLoop* loop, Task& fn) {
+    std::lock_guard lock(g_remote_mutex);
+    MainLoop* current = g_current.load(std::memory_order_relaxed);
+    if (!current || (loop && loop != current))
+        return false;
+    // The lock is held: the loop cannot go away until this returns.
+    Impl& im = *current->impl_;
+    bool was_empty = im.remote.empty();
+    im.remote.push_back(std::move(fn));
+    im.remote_pending.store(true, std::memory_order_release);
+    if (!was_empty)
+        return true;
+    // Guest mode: the host loop dispatches, unless the loop thread is in a
+    // nested blocking step (InProgress::wait), which only Asio can wake.
+    // Called under the lock: detach_host() clears the hook under it.
+    if (im.host_wakeup && !im.host_waiting)
+        im.host_wakeup();
+    else
+        im.wake();
+    return true;
 }
 
 void MainLoop::stop() noexcept {
+    if (t_loop != this) {
+        // From another thread: only while the loop lives.
+        std::lock_guard lock(g_remote_mutex);
+        if (g_current.load(std::memory_order_relaxed) != this)
+            return;
+        if (!impl_->hosted.load(std::memory_order_acquire)) {
+            impl_->stop_requested.store(true, std::memory_order_release);
+            try {
+                impl_->wake();
+            } catch (...) {
+            }
+            return;
+        }
+        // Hosted: post() below checks the loop's life again.
+    }
     if (impl_->hosted.load(std::memory_order_acquire)) {
         // The host owns the loop: ask it to quit, on the loop thread. A flag
         // like run()'s would stay set and make nested waits spin.
@@ -337,8 +375,10 @@ bool MainLoop::step(std::optional<Duration> timeout) {
     // it is restarted here. Asio's stopped() takes the scheduler's mutex, so
     // it is asked before a wait (a stopped io_context would return at once)
     // and every 64th iteration otherwise, not on every time slice.
-    const bool wait = (!timeout || *timeout > Duration::zero()) && !has_ready_work() &&
-                      !im.stop_requested.load(std::memory_order_acquire);
+    // A pending stop() does not keep step() from waiting: run() checks it
+    // before every step, and stop() wakes a waiting step. (Not waiting here
+    // made a nested wait() inside a callback that called stop() spin.)
+    const bool wait = (!timeout || *timeout > Duration::zero()) && !has_ready_work();
     if (wait || (++im.polls & 63) == 0) {
         if (im.io.stopped())
             im.io.restart();
@@ -463,11 +503,13 @@ LoopContext loop_context() noexcept {
 
 void post_to_loop(UniqueFunction<void()> fn) {
     MainLoop* l = g_current.load(std::memory_order_acquire);
-    if (!l) {
-        fn();
+    if (l && t_loop == l) {
+        l->post(std::move(fn));
         return;
     }
-    l->post(std::move(fn));
+    // Another thread (or no loop): the loop may be going away right now.
+    if (!MainLoop::Impl::post_remote(nullptr, fn))
+        fn();  // no loop (any more): at once, as documented
 }
 
 void report_unhandled(std::exception_ptr e, const char* where) noexcept {

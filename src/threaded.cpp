@@ -113,23 +113,27 @@ public:
     void quiesce(Duration grace) {
         std::vector<std::shared_ptr<Job>> dropped;
         std::vector<std::thread> threads;
+        std::vector<std::stop_source> to_stop;
+        std::size_t stuck = 0;
         {
             std::unique_lock lk(m_);
             dropped.swap(heap_);
             for (auto& j : dropped)
                 j->phase = Job::Phase::done;
             for (Job* j : running_)
-                j->stop.request_stop();
+                to_stop.push_back(j->stop);
             stopping_ = true;
             cv_.notify_all();
+        }
+        // Outside the lock: request_stop() runs the jobs' stop callbacks
+        // synchronously, and they may well ask the pool something.
+        for (auto& s : to_stop)
+            s.request_stop();
+        {
+            std::unique_lock lk(m_);
             bool drained = cv_done_.wait_for(lk, grace, [&] { return running_.empty(); });
             if (!drained) {
-                report_unhandled(std::make_exception_ptr(WouldDeadlock(
-                                     "thread pool '" + name_ + "': " + std::to_string(running_.size()) +
-                                     " job(s) still running after the shutdown grace period; their "
-                                     "threads are left to finish alone (check this_job::aborted() in "
-                                     "long jobs)")),
-                                 "thread pool shutdown");
+                stuck = running_.size();
                 // The stuck threads exit after their job (their generation is
                 // over); the pool starts new ones when used again.
                 for (auto& t : threads_)
@@ -140,6 +144,13 @@ public:
             }
             threads.swap(threads_);
         }
+        if (stuck)  // reported outside the lock: the report runs user slots
+            report_unhandled(std::make_exception_ptr(WouldDeadlock(
+                                 "thread pool '" + name_ + "': " + std::to_string(stuck) +
+                                 " job(s) still running after the shutdown grace period; their threads are "
+                                 "left to finish alone (check this_job::aborted() or the stop token in long "
+                                 "jobs)")),
+                             "thread pool shutdown");
         for (auto& t : threads)
             if (t.joinable())
                 t.join();

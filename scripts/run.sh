@@ -2,6 +2,7 @@
 # The two commands of README.md:
 #   bash scripts/run.sh sample   # install what is missing, build, run the flagship sample
 #   bash scripts/run.sh test     # install what is missing, build, run all tests (plain, ASan+UBSan, TSan)
+# Memcheck is a separate command (minutes; not part of `test`): bash scripts/valgrind.sh
 #
 # Both first install the Debian packages that are missing (as root; a non-root
 # user is told the one line to run as root). `test` builds build/ (plain),
@@ -143,6 +144,9 @@ run_suite() {
     fi
     rm -f "$out"
     ((rc == 0 && failed == 0)) || FAILED_PHASES+=("$label tests")
+    # The soak test's invariant summary (operations, aborts, exceptions, all
+    # accounted for): ctest keeps passing tests' output in LastTest.log.
+    grep -h '^soak summary' "$dir/Testing/Temporary/LastTest.log" | sed "s/^/[$label] /" || true
 
     log "running $dir/samples/tour ($label)"
     out=$(mktemp)

@@ -16,6 +16,10 @@
 #include <string>
 #include <system_error>
 
+#if defined(KAA_VALGRIND)
+#include <valgrind/valgrind.h>
+#endif
+
 #include "kaa/coroutine.hpp"
 #include "kaa/errors.hpp"
 
@@ -268,10 +272,17 @@ Stack StackPool::map(std::size_t usable) {
                                    "kaa: cannot install the guard page of a coroutine stack (too many memory "
                                    "mappings?); raise vm.max_map_count or run fewer coroutines at once");
     }
-    return Stack{static_cast<char*>(m), mapped, guard};
+    Stack s{static_cast<char*>(m), mapped, guard};
+#if defined(KAA_VALGRIND)
+    s.valgrind_id = VALGRIND_STACK_REGISTER(s.base + s.guard, s.top());
+#endif
+    return s;
 }
 
 void StackPool::unmap(Stack s) noexcept {
+#if defined(KAA_VALGRIND)
+    VALGRIND_STACK_DEREGISTER(s.valgrind_id);
+#endif
     ::munmap(s.base, s.mapped);
     if (guard_mode() == GuardMode::mprotect)
         g_mprotect_stacks.fetch_sub(1);

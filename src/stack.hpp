@@ -7,10 +7,23 @@
 
 namespace kaa::detail {
 
+// Valgrind follows a switch to a coroutine stack only if the stack is
+// registered (valgrind/valgrind.h, package valgrind; its macros cost a few
+// no-op instructions outside Valgrind). Without the header, Valgrind guesses
+// from the stack pointer jump and warns "client switching stacks?".
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#define KAA_VALGRIND 1
+#endif
+#endif
+
 struct Stack {
     char* base = nullptr;     // lowest address of the mapping (the guard page is here)
     std::size_t mapped = 0;   // bytes mapped, guard included
     std::size_t guard = 0;    // bytes of guard at `base`
+#if defined(KAA_VALGRIND)
+    unsigned valgrind_id = 0; // VALGRIND_STACK_REGISTER's id
+#endif
     char* top() const noexcept { return base + mapped; }
     std::size_t usable() const noexcept { return mapped - guard; }
     explicit operator bool() const noexcept { return base != nullptr; }

@@ -215,6 +215,92 @@ TEST_F(ThreadedRace, AbortWakesAJobBlockedInWait) {
     }
 }
 
+TEST_F(ThreadedRace, FinishFromAWorkerAgainstAbortOnTheLoop) {
+    // A plain InProgress (abortable through its abort signal) finished by a
+    // worker while the loop aborts it: exactly one wins. The loser learns it
+    // synchronously (AlreadyFinished on its own thread); the outcome is the
+    // value or the abort, and exactly one callback runs.
+    int values = 0, aborts = 0;
+    for (int i = 0; i < kIterations; ++i) {
+        InProgress<int> ip;
+        ip.abort_signal().connect([](const InProgressAborted&) {});
+        int callbacks = 0;
+        ip.connect_finished([&] { ++callbacks; });
+        std::latch go(2);
+        std::atomic<bool> worker_lost{false};
+        std::thread worker([&] {
+            go.arrive_and_wait();
+            try {
+                ip.finish(i);
+            } catch (const kaa::AlreadyFinished&) {
+                worker_lost = true;
+            }
+        });
+        go.arrive_and_wait();
+        bool loop_lost = false;
+        try {
+            ip.abort();
+        } catch (const kaa::AlreadyFinished&) {
+            loop_lost = true;
+        }
+        worker.join();
+        ASSERT_TRUE(step_until([&] { return ip.finished() && callbacks == 1; }, 100000)) << i;
+        EXPECT_NE(worker_lost.load(), loop_lost) << "exactly one side wins, iteration " << i;
+        if (ip.failed()) {
+            EXPECT_THROW(ip.result(), InProgressAborted);
+            ++aborts;
+        } else {
+            EXPECT_EQ(ip.result(), i);
+            ++values;
+        }
+        EXPECT_EQ(callbacks, 1);
+    }
+    EXPECT_EQ(values + aborts, kIterations);
+}
+
+TEST_F(ThreadedRace, CompletionFromAWorkerAgainstATimeout) {
+    // The view of a timeout finishes with the value or TimeoutError, once;
+    // with abort_on_timeout the guarded operation is then aborted, or its
+    // late value is refused on the worker (AlreadyFinished), never lost
+    // silently.
+    int values = 0, timeouts = 0;
+    for (int i = 0; i < kIterations / 4; ++i) {
+        InProgress<int> op;
+        op.abort_signal().connect([](const InProgressAborted&) {});
+        auto view = op.timeout(std::chrono::microseconds(i % 40), i % 2 == 0);
+        int callbacks = 0;
+        view.connect_finished([&] { ++callbacks; });
+        std::atomic<int> worker_outcome{0};
+        std::thread worker([&] {
+            try {
+                op.finish(i);
+                worker_outcome = 1;
+            } catch (const kaa::AlreadyFinished&) {
+                worker_outcome = 2;
+            }
+        });
+        ASSERT_TRUE(step_until([&] { return view.finished() && op.finished(); }, 100000)) << i;
+        worker.join();
+        EXPECT_EQ(callbacks, 1);
+        if (view.failed()) {
+            EXPECT_TRUE(kaa::test::holds<kaa::TimeoutError>(view.exception()));
+            ++timeouts;
+            if (i % 2 == 0 && op.failed()) {
+                EXPECT_EQ(worker_outcome.load(), 2) << "the aborted operation refused the late value";
+            }
+            if (!op.failed())
+                EXPECT_EQ(op.result(), i);
+            else
+                (void)op.exception();
+        } else {
+            EXPECT_EQ(view.result(), i);
+            EXPECT_EQ(worker_outcome.load(), 1);
+            ++values;
+        }
+    }
+    EXPECT_EQ(values + timeouts, kIterations / 4);
+}
+
 TEST(ThreadedRaceShutdown, JobBlockedOnTheLoopDoesNotHoldUpShutdown) {
     // At shutdown the loop thread stops the pools; a job blocked in wait()
     // for something only the loop would finish must wake up (with the abort)

@@ -112,7 +112,24 @@ void StateBase::deliver(const std::shared_ptr<StateBase>& self) {
     Entry first = std::move(first_);
     std::vector<Entry> more = std::move(more_);
     listeners_ = 0;
-    if (first.fn) {
+    if (more.empty()) {
+        // One callback: nothing else to remove; the state may be gone after.
+        if (first.fn) {
+            try {
+                first.fn(*this);
+            } catch (...) {
+                report_unhandled(std::current_exception(), "InProgress callback");
+            }
+        }
+        return;
+    }
+    Running running{&first, &more};
+    running_ = &running;  // keep_alive holds this state until the end
+    struct Reset {
+        Running*& r;
+        ~Reset() { r = nullptr; }
+    } reset{running_};
+    if (first.fn && first.id) {
         try {
             first.fn(*this);
         } catch (...) {
@@ -120,7 +137,7 @@ void StateBase::deliver(const std::shared_ptr<StateBase>& self) {
         }
     }
     for (Entry& e : more) {
-        if (!e.fn)
+        if (!e.fn || !e.id)
             continue;
         try {
             e.fn(*this);
@@ -163,6 +180,22 @@ std::uint32_t StateBase::add_callback(Callback&& cb, bool counted) {
 bool StateBase::remove_callback(std::uint32_t id) noexcept {
     if (id == 0)
         return false;
+    if (running_) {
+        // complete() is running the callbacks: one that has not run yet is
+        // skipped (id 0); its callable stays until complete() ends, as the
+        // one running now may be the caller.
+        for (Entry* e = running_->first; e; e = nullptr)
+            if (e->id == id && e->fn) {
+                e->id = 0;
+                return true;
+            }
+        for (Entry& e : *running_->more)
+            if (e.id == id && e.fn) {
+                e.id = 0;
+                return true;
+            }
+        return false;
+    }
     if (first_.id == id && first_.fn) {
         first_.fn.reset();
         if (first_.counted)

@@ -150,6 +150,15 @@ private:
     std::uint32_t listeners_ = 0;
     Entry first_;               // the first callback, stored inline (the common case)
     std::vector<Entry> more_;   // further callbacks
+    // While complete() runs several callbacks (taken out of first_/more_),
+    // where they are: a callback may remove one that has not run yet (a
+    // coroutine aborted by an earlier callback stops waiting), and it must
+    // then not run.
+    struct Running {
+        Entry* first;
+        std::vector<Entry>* more;
+    };
+    Running* running_ = nullptr;
     std::exception_ptr error_;
     AbortHook abort_hook_;
     std::unique_ptr<Signal<void(const InProgressAborted&)>> abort_signal_;

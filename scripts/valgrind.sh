@@ -12,7 +12,9 @@
 # Environment: KAA_JOBS (default 2); KAA_VALGRIND_BUILD_DIR (default
 # build-valgrind); KAA_VALGRIND_TESTS to name other test binaries.
 # Death tests (a forked child that dies on purpose) and timing-heavy race
-# loops are filtered out: under Valgrind they say nothing about memory.
+# loops are filtered out, and timer_test is left out: its ordering checks
+# between deadlines a few milliseconds apart fail under Valgrind's slowdown,
+# and they say nothing about memory.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,7 +22,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 JOBS=${KAA_JOBS:-2}
 DIR=${KAA_VALGRIND_BUILD_DIR:-build-valgrind}
 TESTS=(${KAA_VALGRIND_TESTS:-in_progress_test coroutine_test coroutine_stress_test abort_cascade_test task_test
-    in_progress_all_test threaded_test timer_test signal_test main_loop_test fault_injection_test
+    in_progress_all_test threaded_test signal_test main_loop_test fault_injection_test
     misuse_test shutdown_test soak_test})
 
 command -v valgrind >/dev/null || {

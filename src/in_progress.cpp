@@ -112,17 +112,6 @@ void StateBase::deliver(const std::shared_ptr<StateBase>& self) {
     Entry first = std::move(first_);
     std::vector<Entry> more = std::move(more_);
     listeners_ = 0;
-    if (more.empty()) {
-        // One callback: nothing else to remove; the state may be gone after.
-        if (first.fn) {
-            try {
-                first.fn(*this);
-            } catch (...) {
-                report_unhandled(std::current_exception(), "InProgress callback");
-            }
-        }
-        return;
-    }
     Running running{&first, &more};
     running_ = &running;  // keep_alive holds this state until the end
     struct Reset {

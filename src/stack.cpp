@@ -373,6 +373,10 @@ void StackPool::trim() noexcept {
         std::size_t j = i + 1;
         while (j < all.size() && all[j].base == hi)
             hi = all[j++].top();
+#if defined(KAA_VALGRIND)
+        for (std::size_t k = i; k < j; ++k)
+            VALGRIND_STACK_DEREGISTER(all[k].valgrind_id);
+#endif
         ::munmap(lo, static_cast<std::size_t>(hi - lo));
         i = j;
     }

@@ -211,6 +211,14 @@ StackPool::~StackPool() {
 }
 
 Stack StackPool::acquire_local(std::size_t usable) {
+    if (g_fail_maps.load(std::memory_order_relaxed) > 0) [[unlikely]] {
+        // Test hook (fail_next_stack_maps): pooled stacks are not reused
+        // while it is armed, so the next acquisitions map (and fail).
+        Stack s = map(usable == 0 ? kDefaultStack : usable);
+        if (!t_pool_gone)
+            ++local().live_;
+        return s;
+    }
     if (t_pool_gone) [[unlikely]] {
         install_overflow_handler();
         return map(usable == 0 ? kDefaultStack : usable);

@@ -129,7 +129,10 @@ TEST_F(FaultInjection, ThrowingProgressSlotIsReportedAndTheJobFinishes) {
 
 // ---- stack allocation failure ---------------------------------------------------
 
-constexpr std::size_t kOddStack = 96 * 1024;  // not the pooled size: always mapped
+// Stack sizes that no other test uses: the pool keeps released stacks for
+// reuse by size, so only a size never used before is sure to be mapped.
+constexpr std::size_t kOddStack = 96 * 1024;
+constexpr std::size_t odd_stack(int n) { return kOddStack + static_cast<std::size_t>(n) * 4096; }
 
 TEST_F(FaultInjection, StackAllocationFailureIsATypedErrorAndLeavesNothing) {
     auto before = kaa::detail::coroutine_stack_counts();
@@ -159,7 +162,7 @@ TEST_F(FaultInjection, StackAllocationFailureInAChildIsCatchableByTheParent) {
     auto parent = kaa::coroutine([] {
         kaa::detail::fail_next_stack_maps(1);
         try {
-            kaa::coroutine(kaa::CoroutineOptions{.stack_size = kOddStack}, [] { return 1; });
+            kaa::coroutine(kaa::CoroutineOptions{.stack_size = odd_stack(1)}, [] { return 1; });
         } catch (const kaa::StackAllocationError&) {
             return -1;
         }
@@ -171,7 +174,7 @@ TEST_F(FaultInjection, StackAllocationFailureInAChildIsCatchableByTheParent) {
 
 TEST_F(FaultInjection, SingletonWhoseFirstStartFailedStartsAgain) {
     int entered = 0;
-    kaa::Coroutine<int()> def({.stack_size = kOddStack, .policy = kaa::Policy::singleton}, [&] {
+    kaa::Coroutine<int()> def({.stack_size = odd_stack(2), .policy = kaa::Policy::singleton}, [&] {
         ++entered;
         return 7;
     });
@@ -187,7 +190,7 @@ TEST_F(FaultInjection, SynchronizedQueueGoesOnWhenAStartFails) {
     // stall the queue, and a failed first start must not leave it busy.
     InProgress<void> gate;
     std::vector<int> ran;
-    kaa::Coroutine<void(int)> def({.stack_size = kOddStack, .policy = kaa::Policy::synchronized}, [&](int i) {
+    kaa::Coroutine<void(int)> def({.stack_size = odd_stack(3), .policy = kaa::Policy::synchronized}, [&](int i) {
         ran.push_back(i);
         if (i == 0)
             await(gate);

@@ -93,8 +93,7 @@ struct CoroutineStackCounts {
 };
 CoroutineStackCounts coroutine_stack_counts() noexcept;
 /// Test hook: the next `n` stack mappings fail as if mmap returned ENOMEM
-/// (pooled stacks are reused without mapping; a non-default stack_size
-/// always maps).
+/// (while it is armed, pooled stacks are not reused).
 void fail_next_stack_maps(std::size_t n) noexcept;
 
 } // namespace detail

@@ -279,7 +279,15 @@ void MainLoop::detach_host() noexcept {
 
 void MainLoop::post(detail::UniqueFunction<void()> fn) {
     if (t_loop == this) {
-        impl_->local.items.push_back(std::move(fn));
+        Impl& im = *impl_;
+        const bool was_empty = im.local.empty();
+        im.local.items.push_back(std::move(fn));
+        // Guest mode: work queued outside any dispatch (by a host callback:
+        // a Qt slot, a GLib handler) has no fd to announce it, so wake the
+        // host. Inside a dispatch the host looks at has_ready_work() after
+        // step() anyway. The hook is written only on this thread.
+        if (was_empty && im.depth == 0 && im.host_wakeup)
+            im.host_wakeup();
         return;
     }
     if (!Impl::post_remote(this, fn))

@@ -203,6 +203,27 @@ TEST_F(HostTest, AttachFromAnotherThreadThrowsWrongThread) {
     EXPECT_FALSE(loop.host_attached());
 }
 
+TEST_F(HostTest, LoopThreadPostOutsideADispatchCallsTheWakeupHook) {
+    // A host callback (a Qt slot, a GLib handler) queues work: no fd
+    // announces it, so the hook must. Inside a dispatch it need not: the host
+    // looks at has_ready_work() after step().
+    attach();
+    dispatch();
+    int ran = 0;
+    loop.post([&] {
+        ++ran;
+        loop.post([&] { ++ran; }); // inside a dispatch: no wake-up
+    });
+    loop.post([&] { ++ran; }); // the queue was not empty: one wake-up is enough
+    EXPECT_EQ(wakeups.load(), 1);
+    EXPECT_TRUE(loop.has_ready_work());
+    EXPECT_FALSE(loop.has_posted_work()); // local work: idle priority for the host
+    dispatch();
+    EXPECT_EQ(ran, 3);
+    EXPECT_EQ(wakeups.load(), 1);
+    loop.detach_host();
+}
+
 TEST_F(HostTest, NestedBlockingWaitIsWokenByPostsFromOtherThreads) {
     // InProgress::wait inside a host dispatch blocks in Asio; a post from a
     // worker must wake it there, not (only) the host loop.

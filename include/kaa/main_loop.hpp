@@ -44,9 +44,11 @@ std::uint64_t loop_iteration() noexcept;
 /// What a host loop gives MainLoop::attach_host(): how kaa reaches it.
 struct HostHooks {
     /// Makes the host loop call the guest's dispatch soon (GLib:
-    /// g_main_context_wakeup; Qt: postEvent). Called from any thread, on
-    /// the transition "no work posted from other threads" -> "some"; must be
-    /// thread-safe and must not block.
+    /// g_main_context_wakeup; Qt: an eventfd its notifier watches). Called
+    /// from any thread, on the transition "no work posted from other threads"
+    /// -> "some", and on the loop thread when work is queued there outside
+    /// any dispatch (by a host callback); must be thread-safe and must not
+    /// block.
     detail::UniqueFunction<void()> wakeup;
     /// Optional: ends the host loop. MainLoop::stop() calls it on the loop
     /// thread, from a posted task. Without it, stop() does nothing in guest

@@ -21,4 +21,5 @@
 #include "kaa/synchronized.hpp"
 #include "kaa/task.hpp"
 #include "kaa/threaded.hpp"
+#include "kaa/threaded_host.hpp"
 #include "kaa/timer.hpp"

@@ -37,6 +37,18 @@ if(TARGET kaa_glib)
     FILE kaaGlibTargets.cmake
     DESTINATION ${KAA_INSTALL_CMAKEDIR})
 endif()
+if(TARGET kaa_qt)
+  install(TARGETS kaa_qt
+    EXPORT kaaQtTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+    INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  install(EXPORT kaaQtTargets
+    NAMESPACE kaa::
+    FILE kaaQtTargets.cmake
+    DESTINATION ${KAA_INSTALL_CMAKEDIR})
+endif()
 
 configure_package_config_file(
   ${PROJECT_SOURCE_DIR}/cmake/kaaConfig.cmake.in

@@ -1,5 +1,7 @@
 // Idle cost of guest mode: how often the process wakes up while nothing
-// happens, with kaa attached to a GLib loop, against the bare GLib loop.
+// happens, with kaa attached to a GLib loop, against the bare GLib loop --
+// and, when kaa::qt is built, to a Qt event loop (guest and threaded mode)
+// against a bare QCoreApplication.
 //
 // Each case runs a GLib main loop for an idle period (2 s; --quick: 0.2 s)
 // and counts the process's voluntary context switches (getrusage ru_nvcsw,
@@ -9,6 +11,10 @@
 //                     pending and a thread pool with an idle worker
 //   polling (10 ms)   what embeddings without a guest mode do: a GLib
 //                     timeout that steps kaa every 10 ms (for scale)
+//   bare Qt           QCoreApplication::exec with nothing but the quit timer
+//   kaa Qt guest      the same with a kaa::qt::Guest and the busy loop above
+//   kaa Qt threaded   the same with a kaa::qt::ThreadedHost (its waiting
+//                     thread counts too)
 // Prints a Markdown table with the ratio to the bare loop. Not a test: the
 // numbers depend on the machine; the claim is "kaa attached ≈ bare".
 #include <sys/resource.h>
@@ -24,6 +30,13 @@
 #include <kaa/main_loop.hpp>
 #include <kaa/threaded.hpp>
 #include <kaa/timer.hpp>
+
+#if KAA_EMBED_IDLE_QT
+#include <kaa/qt.hpp>
+
+#include <QCoreApplication>
+#include <QTimer>
+#endif
 
 namespace {
 
@@ -66,6 +79,17 @@ struct BusyLoop {
     }
     ~BusyLoop() { loop.shutdown(); }
 };
+
+#if KAA_EMBED_IDLE_QT
+// Runs the Qt event loop idle for `ms`; returns the switches it cost.
+Count idle_qt(int ms) {
+    QTimer::singleShot(ms, [] { QCoreApplication::exit(0); });
+    Count before = switches();
+    QCoreApplication::exec();
+    Count after = switches();
+    return {after.voluntary - before.voluntary, after.involuntary - before.involuntary};
+}
+#endif
 
 } // namespace
 
@@ -111,5 +135,40 @@ int main(int argc, char** argv) {
                 polling.voluntary, polling.involuntary, ratio(polling));
     if (bare.voluntary == 0)
         std::printf("\n(the bare loop did not switch at all; ratios are absolute counts)\n");
+
+#if KAA_EMBED_IDLE_QT
+    Count qt_bare, qt_guest, qt_threaded;
+    {
+        int qargc = 1;
+        char* qargv[] = {argv[0], nullptr};
+        QCoreApplication app(qargc, qargv);
+        idle_qt(50); // warm-up
+        qt_bare = idle_qt(static_cast<int>(ms));
+        {
+            BusyLoop busy;
+            kaa::qt::Guest guest(busy.loop);
+            idle_qt(50);
+            qt_guest = idle_qt(static_cast<int>(ms));
+        }
+        {
+            BusyLoop busy;
+            kaa::qt::ThreadedHost host(busy.loop);
+            idle_qt(50);
+            qt_threaded = idle_qt(static_cast<int>(ms));
+        }
+    }
+    auto qt_ratio = [&](const Count& c) {
+        return qt_bare.voluntary > 0 ? static_cast<double>(c.voluntary) / static_cast<double>(qt_bare.voluntary)
+                                     : static_cast<double>(c.voluntary);
+    };
+    std::printf("\n| Case (Qt) | voluntary | involuntary | ratio to bare Qt |\n|---|---:|---:|---:|\n");
+    std::printf("| bare QCoreApplication::exec | %ld | %ld | 1.00 |\n", qt_bare.voluntary, qt_bare.involuntary);
+    std::printf("| kaa attached (kaa::qt::Guest, 10 s timer pending, idle pool thread) | %ld | %ld | %.2f |\n",
+                qt_guest.voluntary, qt_guest.involuntary, qt_ratio(qt_guest));
+    std::printf("| kaa threaded mode (kaa::qt::ThreadedHost, same) | %ld | %ld | %.2f |\n", qt_threaded.voluntary,
+                qt_threaded.involuntary, qt_ratio(qt_threaded));
+    if (qt_bare.voluntary == 0)
+        std::printf("\n(the bare Qt loop did not switch at all; ratios are absolute counts)\n");
+#endif
     return 0;
 }

@@ -32,6 +32,7 @@ PACKAGES=(
     valgrind
     pkg-config libglib2.0-dev libgtk-3-dev xvfb xauth
     python3
+    qt6-base-dev
 )
 
 log() { printf '\n=== run.sh: %s\n' "$*"; }

@@ -28,7 +28,8 @@ struct ThreadedHost::Shared {
     std::condition_variable cv;
     bool stop = false;       // set by the destructor
     bool dispatched = false; // the task handed over last has run
-    bool more = false;       // after it, the loop had time-sliced work left
+    bool more = false;       // after it, the loop had work left without an fd event
+    bool urgent = false;     // ... and some of it came from outside (posts, Asio handlers)
     bool broken = false;     // it ran on the wrong thread: hand nothing over any more
 
     // False once the ThreadedHost is gone: a task the host still had queued
@@ -61,6 +62,7 @@ struct ThreadedHost::Shared {
         if (!attached.load(std::memory_order_acquire))
             return;
         bool left = false;
+        bool left_urgent = false;
         bool wrong_thread = !loop->is_main_thread();
         if (wrong_thread) {
             loop->handle_exception(
@@ -72,11 +74,13 @@ struct ThreadedHost::Shared {
         } else {
             loop->step(Duration::zero()); // callbacks' exceptions go to the loop's exception signal
             left = loop->has_ready_work();
+            left_urgent = left && loop->has_posted_work();
         }
         {
             std::lock_guard lock(mutex);
             dispatched = true;
             more = left;
+            urgent = left_urgent;
             broken = wrong_thread;
         }
         cv.notify_one();
@@ -94,7 +98,13 @@ ThreadedHost::ThreadedHost(MainLoop& loop, HostInvoker invoke, ThreadedHostOptio
     HostHooks hooks;
     hooks.wakeup = [s = shared_] { s->signal(); };
     hooks.quit = std::move(options.quit);
+    // The loop going away first: stop the thread now, and the destructor
+    // must not touch the loop any more.
+    hooks.detached = [this] { stop_thread(); };
     host_fd_ = loop.attach_host(std::move(hooks));
+    // Work queued before attaching has no fd event or wake-up to announce it.
+    if (loop.has_ready_work())
+        shared_->signal();
     try {
         thread_ = std::thread([this] { wait_and_hand_over(); });
     } catch (...) {
@@ -104,6 +114,15 @@ ThreadedHost::ThreadedHost(MainLoop& loop, HostInvoker invoke, ThreadedHostOptio
 }
 
 ThreadedHost::~ThreadedHost() {
+    const bool loop_alive = thread_.joinable();
+    stop_thread();
+    if (loop_alive)
+        shared_->loop->detach_host();
+}
+
+void ThreadedHost::stop_thread() noexcept {
+    if (!thread_.joinable())
+        return;
     {
         std::lock_guard lock(shared_->mutex);
         shared_->stop = true;
@@ -112,7 +131,6 @@ ThreadedHost::~ThreadedHost() {
     shared_->cv.notify_all();
     thread_.join();
     shared_->attached.store(false, std::memory_order_release);
-    shared_->loop->detach_host();
 }
 
 MainLoop& ThreadedHost::loop() const noexcept { return *shared_->loop; }
@@ -120,7 +138,8 @@ MainLoop& ThreadedHost::loop() const noexcept { return *shared_->loop; }
 void ThreadedHost::wait_and_hand_over() {
     Shared& s = *shared_;
     pollfd fds[2] = {{host_fd_, POLLIN, 0}, {s.wake_fd, POLLIN, 0}};
-    bool more = false; // time-sliced work was left after the last dispatch
+    bool more = false;   // work was left after the last dispatch
+    bool urgent = false; // some of it came from outside: dispatch it at the normal priority
     for (;;) {
         // With time-sliced work left, only look whether events are ready too
         // (they decide the priority of the hand-over); otherwise sleep.
@@ -151,7 +170,8 @@ void ThreadedHost::wait_and_hand_over() {
         }
         if (n == 0 && !more)
             continue;
-        HostInvoker& invoke = (n == 0 && invoke_idle_) ? invoke_idle_ : invoke_;
+        const bool idle = n == 0 && !urgent;
+        HostInvoker& invoke = (idle && invoke_idle_) ? invoke_idle_ : invoke_;
         try {
             invoke([sp = shared_] { sp->dispatch(); });
         } catch (...) {
@@ -165,6 +185,7 @@ void ThreadedHost::wait_and_hand_over() {
         if (s.stop || s.broken)
             return;
         more = s.more;
+        urgent = s.urgent;
     }
 }
 

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stop_token>
@@ -312,3 +313,31 @@ TEST(QtWithoutApplication, GuestNeedsAQCoreApplication) {
 }
 
 } // namespace
+
+// The MainLoop destroyed while still attached: the adapters let go of it
+// (the loop's `detached` hook), events Qt still has queued do nothing, and
+// destroying the adapter afterwards is harmless.
+TEST(QtLoopGone, AdaptersOutlivingTheLoopLetGo) {
+    QCoreApplication app(g_argc, g_argv);
+    for (Mode mode : {Mode::guest, Mode::threaded}) {
+        auto loop = std::make_unique<kaa::MainLoop>();
+        std::optional<kaa::qt::Guest> guest;
+        std::optional<kaa::qt::ThreadedHost> threaded_host;
+        if (mode == Mode::guest)
+            guest.emplace(*loop);
+        else
+            threaded_host.emplace(*loop);
+        kaa::coroutine([] {
+            for (;;)
+                kaa::this_coroutine::yield();
+        });
+        std::thread([&] { loop->post([] {}); }).join();
+        QCoreApplication::processEvents(); // queues continuations / dispatches
+        loop.reset();
+        QCoreApplication::processEvents(); // what Qt still had queued must do nothing
+        QCoreApplication::sendPostedEvents();
+        guest.reset();
+        threaded_host.reset();
+        EXPECT_EQ(kaa::active_coroutines(), 0u);
+    }
+}

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stop_token>
@@ -256,6 +257,22 @@ TEST_F(ThreadedHostTest, AnInvokerThatRunsTasksInlineIsReported) {
     auto seen = reports.take();
     ASSERT_EQ(seen.size(), 1u);
     EXPECT_TRUE(kaa::test::holds<kaa::WrongThread>(seen[0]));
+}
+
+// The MainLoop destroyed while the ThreadedHost is attached: the thread is
+// stopped then, a task the host still holds does nothing, and destroying the
+// ThreadedHost afterwards only cleans up.
+TEST(ThreadedHostLoopGone, TheHostOutlivingTheLoopLetsGo) {
+    HandHost hand;
+    auto loop = std::make_unique<kaa::MainLoop>();
+    std::optional<kaa::ThreadedHost> host;
+    host.emplace(*loop, hand.invoker(), hand.options());
+    std::thread([&] { loop->post([] {}); }).join();
+    ASSERT_TRUE(hand.wait_queued());
+    loop.reset();
+    hand.post_host([&] { hand.quit(); });
+    EXPECT_TRUE(hand.run()); // the stale dispatch runs first and does nothing
+    host.reset();
 }
 
 #if KAA_TEST_WITH_GLIB

@@ -67,7 +67,8 @@ public:
     /// std::system_error if the thread or its eventfd cannot be created.
     ThreadedHost(MainLoop& loop, HostInvoker invoke, ThreadedHostOptions options = {});
     /// Stops and joins the waiting thread, then detaches from the loop.
-    /// Call on the loop thread. Does not shut the loop down.
+    /// Call on the loop thread. Does not shut the loop down. (If the MainLoop
+    /// is destroyed first, the thread is stopped then, and this only cleans up.)
     ~ThreadedHost();
     ThreadedHost(const ThreadedHost&) = delete;
     ThreadedHost& operator=(const ThreadedHost&) = delete;
@@ -78,6 +79,7 @@ public:
 
 private:
     void wait_and_hand_over();
+    void stop_thread() noexcept;
 
     std::shared_ptr<Shared> shared_;
     HostInvoker invoke_;

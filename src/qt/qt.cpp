@@ -117,8 +117,21 @@ struct Guest::Impl {
     std::unique_ptr<QSocketNotifier> io_notifier;
     std::unique_ptr<QSocketNotifier> wake_notifier;
     bool continuation_queued = false;
+    bool loop_gone = false; // the MainLoop was destroyed while attached
 
     explicit Impl(MainLoop& l) : loop(l) {}
+
+    void queue_continuation(Qt::EventPriority priority) {
+        continuation_queued = true;
+        post_call(
+            &receiver,
+            [this] {
+                continuation_queued = false;
+                if (!loop_gone)
+                    dispatch();
+            },
+            priority);
+    }
 
     // One non-blocking loop iteration, then, if work is left that no fd will
     // announce (time slices, posts made on the loop thread), a posted event
@@ -135,14 +148,7 @@ struct Guest::Impl {
         }
         if (continuation_queued || !loop.has_ready_work())
             return;
-        continuation_queued = true;
-        post_call(
-            &receiver,
-            [this] {
-                continuation_queued = false;
-                dispatch();
-            },
-            loop.has_posted_work() ? Qt::NormalEventPriority : Qt::LowEventPriority);
+        queue_continuation(loop.has_posted_work() ? Qt::NormalEventPriority : Qt::LowEventPriority);
     }
 };
 
@@ -155,6 +161,13 @@ Guest::Guest(MainLoop& loop, GuestOptions options) {
     hooks.wakeup = [wake = im.wake] { wake->signal(); };
     if (options.quit_on_stop)
         hooks.quit = [] { quit_qt_loop(); };
+    // The MainLoop destroyed before the Guest: stop watching its fd, drop
+    // what is queued, and leave the loop alone from then on.
+    hooks.detached = [&im] {
+        im.io_notifier.reset();
+        im.wake_notifier.reset();
+        im.loop_gone = true;
+    };
     const int fd = loop.attach_host(std::move(hooks));
     try {
         im.io_notifier = std::make_unique<QSocketNotifier>(fd, QSocketNotifier::Read);
@@ -171,22 +184,15 @@ Guest::Guest(MainLoop& loop, GuestOptions options) {
     }
     // Work that is already queued (posted before the Guest existed) would
     // otherwise wait for the first fd event.
-    if (loop.has_ready_work()) {
-        im.continuation_queued = true;
-        post_call(
-            &im.receiver,
-            [&im] {
-                im.continuation_queued = false;
-                im.dispatch();
-            },
-            Qt::NormalEventPriority);
-    }
+    if (loop.has_ready_work())
+        im.queue_continuation(Qt::NormalEventPriority);
 }
 
 Guest::~Guest() {
     impl_->io_notifier.reset();
     impl_->wake_notifier.reset();
-    impl_->loop.detach_host();
+    if (!impl_->loop_gone)
+        impl_->loop.detach_host();
 }
 
 MainLoop& Guest::loop() const noexcept { return impl_->loop; }

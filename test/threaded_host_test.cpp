@@ -29,6 +29,8 @@
 
 #if KAA_TEST_WITH_GLIB
 #include <glib.h>
+
+#include "kaa/glib.hpp"
 #endif
 
 using namespace std::chrono_literals;
@@ -387,6 +389,57 @@ TEST_F(ThreadedGlibTest, CoroutineAbortedFromAGlibCallback) {
         context, [&] { co.abort(); }, G_PRIORITY_DEFAULT);
     run();
     EXPECT_TRUE(co.failed());
+}
+
+// kaa::glib::ThreadedHost wires the same: GSources at the Guest's
+// priorities, and stop() quits the GMainLoop it was given.
+TEST(ThreadedGlibHost, RunsKaaFromAGMainLoopAndStopQuitsIt) {
+    kaa::MainLoop loop;
+    GMainContext* context = g_main_context_new();
+    GMainLoop* main_loop = g_main_loop_new(context, FALSE);
+    {
+        kaa::glib::ThreadedHost host(loop, main_loop);
+        EXPECT_EQ(&host.loop(), &loop);
+        std::optional<int> got;
+        auto co = kaa::coroutine([&] {
+            kaa::this_coroutine::await(kaa::delay(2ms));
+            kaa::this_coroutine::yield();
+            return kaa::this_coroutine::await(kaa::threaded([] { return 9; }));
+        });
+        co.connect([&](int v) {
+            got = v;
+            loop.stop();
+        });
+        struct Failsafe {
+            bool hung = false;
+            GMainLoop* main_loop;
+        } failsafe_state{false, main_loop};
+        GSource* failsafe = g_timeout_source_new_seconds(30); // bounds a hang; not a timing check
+        g_source_set_callback(
+            failsafe,
+            [](gpointer data) -> gboolean {
+                auto* f = static_cast<Failsafe*>(data);
+                f->hung = true;
+                g_main_loop_quit(f->main_loop);
+                return G_SOURCE_REMOVE;
+            },
+            &failsafe_state, nullptr);
+        g_source_attach(failsafe, context);
+        g_main_context_push_thread_default(context);
+        g_main_loop_run(main_loop); // until loop.stop() quits it
+        g_main_context_pop_thread_default(context);
+        g_source_destroy(failsafe);
+        g_source_unref(failsafe);
+        const bool hung = failsafe_state.hung;
+        EXPECT_FALSE(hung);
+        EXPECT_EQ(got, 9);
+        EXPECT_THROW(kaa::glib::ThreadedHost(loop, context), kaa::LoopError);
+    }
+    loop.shutdown();
+    while (g_main_context_iteration(context, FALSE)) {
+    }
+    g_main_loop_unref(main_loop);
+    g_main_context_unref(context);
 }
 
 #endif

@@ -31,6 +31,7 @@
 #include <memory>
 
 #include "kaa/main_loop.hpp"
+#include "kaa/threaded_host.hpp"
 
 namespace kaa::glib {
 
@@ -82,5 +83,35 @@ private:
 [[nodiscard]] Guest attach(MainLoop& loop, GMainContext* context = nullptr, Priorities priorities = {});
 /// Guest(loop, main_loop, priorities), spelled as a call.
 [[nodiscard]] Guest attach(MainLoop& loop, GMainLoop* main_loop, Priorities priorities = {});
+
+/// kaa::ThreadedHost for GLib (threaded mode): a kaa thread waits, and each
+/// dispatch is an idle GSource attached to the context, at
+/// `priorities.events` (time slices at `priorities.continuations`). Prefer
+/// Guest, which needs no thread; this is for contexts kaa cannot be a guest
+/// of. The thread that iterates the context must be the loop thread (a
+/// dispatch run elsewhere is reported as WrongThread, and the thread stops
+/// handing work over). Not copyable or movable.
+class ThreadedHost {
+public:
+    /// Hands dispatches to `context` (nullptr: GLib's global default
+    /// context), which is referenced meanwhile.
+    /// @throws WrongThread off the loop thread; LoopError if a host is
+    ///         attached already.
+    explicit ThreadedHost(MainLoop& loop, GMainContext* context = nullptr, Priorities priorities = {});
+    /// The same with `main_loop`'s context, and MainLoop::stop() quits
+    /// `main_loop`.
+    ThreadedHost(MainLoop& loop, GMainLoop* main_loop, Priorities priorities = {});
+    /// Stops and joins the waiting thread and detaches. Loop thread only.
+    ~ThreadedHost();
+    ThreadedHost(const ThreadedHost&) = delete;
+    ThreadedHost& operator=(const ThreadedHost&) = delete;
+
+    MainLoop& loop() const noexcept;
+
+    struct State;
+
+private:
+    std::unique_ptr<State> state_;
+};
 
 } // namespace kaa::glib

@@ -35,3 +35,8 @@ step(${CMAKE_COMMAND} --build ${build} --config ${CONFIG})
 
 find_program(consumer kaa_consumer PATHS ${build} ${build}/${CONFIG} NO_DEFAULT_PATH REQUIRED)
 step(${consumer})
+# kaa::qt's consumer, when the package has it.
+find_program(consumer_qt kaa_consumer_qt PATHS ${build} ${build}/${CONFIG} NO_DEFAULT_PATH)
+if(consumer_qt)
+  step(${consumer_qt})
+endif()

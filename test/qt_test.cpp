@@ -284,6 +284,21 @@ TEST_P(QtLoopTest, StopWithoutQuitLeavesQtRunning) {
     EXPECT_EQ(rounds, 5);
 }
 
+// A kaa callback destroys the adapter that is dispatching it: the dispatch
+// below it lets go, kaa is detached, and Qt goes on.
+TEST_P(QtLoopTest, AKaaCallbackMayDetach) {
+    attach();
+    bool detached = false;
+    kaa::coroutine([&] {
+        kaa::this_coroutine::yield(); // now inside a continuation dispatch
+        detach();
+        detached = !loop.host_attached();
+        QTimer::singleShot(0, [] { QCoreApplication::exit(0); });
+    });
+    exec();
+    EXPECT_TRUE(detached);
+}
+
 TEST_P(QtLoopTest, MisuseIsReported) {
     attach();
     // A second host on the same loop.

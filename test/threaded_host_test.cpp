@@ -235,6 +235,20 @@ TEST_F(ThreadedHostTest, DestroyingWithATaskQueuedLeavesTheTaskHarmless) {
     EXPECT_TRUE(loop.step(kaa::Duration::zero())) << "the posted work is still there for the loop";
 }
 
+TEST_F(ThreadedHostTest, AKaaCallbackMayDestroyTheHost) {
+    attach();
+    bool detached = false;
+    std::thread([&] {
+        loop.post([&] {
+            host.reset(); // inside the dispatch the waiting thread handed over
+            detached = !loop.host_attached();
+            hand.quit();
+        });
+    }).join();
+    run();
+    EXPECT_TRUE(detached);
+}
+
 TEST_F(ThreadedHostTest, MisuseIsReported) {
     EXPECT_THROW(kaa::ThreadedHost(loop, nullptr), kaa::UsageError);
     std::exception_ptr off_thread;

@@ -50,7 +50,8 @@ public:
     /// QCoreApplication or when the thread has no Qt event dispatcher;
     /// LoopError if a host is already attached to the loop.
     explicit Guest(MainLoop& loop, GuestOptions options = {});
-    /// Detaches from the loop and from Qt. Call on the loop thread.
+    /// Detaches from the loop and from Qt. Call on the loop thread; a kaa
+    /// callback may do it too.
     ~Guest();
     Guest(const Guest&) = delete;
     Guest& operator=(const Guest&) = delete;
@@ -70,7 +71,8 @@ class ThreadedHost {
 public:
     /// @throws the same as Guest's constructor.
     explicit ThreadedHost(MainLoop& loop, GuestOptions options = {});
-    /// Stops and joins the waiting thread, then detaches. Call on the loop thread.
+    /// Stops and joins the waiting thread, then detaches. Call on the loop
+    /// thread; a kaa callback may do it too.
     ~ThreadedHost();
     ThreadedHost(const ThreadedHost&) = delete;
     ThreadedHost& operator=(const ThreadedHost&) = delete;

@@ -118,8 +118,18 @@ struct Guest::Impl {
     std::unique_ptr<QSocketNotifier> wake_notifier;
     bool continuation_queued = false;
     bool loop_gone = false; // the MainLoop was destroyed while attached
+    // Set by the destructor for the innermost dispatch() running: a kaa
+    // callback may destroy the Guest, and the dispatch frames below it must
+    // then not touch it again.
+    bool* destroyed_flag = nullptr;
 
     explicit Impl(MainLoop& l) : loop(l) {}
+    ~Impl() {
+        if (destroyed_flag)
+            *destroyed_flag = true;
+    }
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
 
     void queue_continuation(Qt::EventPriority priority) {
         continuation_queued = true;
@@ -140,12 +150,20 @@ struct Guest::Impl {
     // events waits for its next round, so timers, sockets, input and paint
     // get their turn between two slices.
     void dispatch() {
+        bool destroyed = false;
+        bool* const outer = std::exchange(destroyed_flag, &destroyed);
         try {
             loop.step(Duration::zero());
         } catch (...) {
             // step() throws only on misuse; never let it unwind into Qt.
             loop.handle_exception(std::current_exception(), "kaa::qt::Guest dispatch");
         }
+        if (destroyed) { // by a callback; tell the dispatch this one is nested in
+            if (outer)
+                *outer = true;
+            return;
+        }
+        destroyed_flag = outer;
         if (continuation_queued || !loop.has_ready_work())
             return;
         queue_continuation(loop.has_posted_work() ? Qt::NormalEventPriority : Qt::LowEventPriority);

@@ -14,13 +14,14 @@
 
 #include "kaa/errors.hpp"
 #include "kaa/main_loop.hpp"
+#include "tsan_handoff.hpp"
 
 namespace kaa {
 
 // What the waiting thread, the host thread and the loop's wake-up hook share.
 // The hook and tasks still queued in the host hold it too, so it (and the
 // eventfd) may outlive the ThreadedHost.
-struct ThreadedHost::Shared {
+struct HostTask::Shared {
     MainLoop* loop;
     int wake_fd = -1; // eventfd: the loop's wakeup hook and stop write it
 
@@ -86,6 +87,31 @@ struct ThreadedHost::Shared {
         cv.notify_one();
     }
 };
+
+HostTask::HostTask(std::shared_ptr<Shared> shared) noexcept : shared_(std::move(shared)) {
+    detail::handoff_release();
+}
+
+HostTask::HostTask(HostTask&& other) noexcept {
+    detail::handoff_acquire();
+    shared_ = std::move(other.shared_);
+    detail::handoff_release();
+}
+
+HostTask& HostTask::operator=(HostTask&& other) noexcept {
+    detail::handoff_acquire();
+    shared_ = std::move(other.shared_);
+    detail::handoff_release();
+    return *this;
+}
+
+HostTask::~HostTask() { detail::handoff_acquire(); }
+
+void HostTask::operator()() {
+    detail::handoff_acquire();
+    if (shared_)
+        shared_->dispatch();
+}
 
 ThreadedHost::ThreadedHost(MainLoop& loop, HostInvoker invoke, ThreadedHostOptions options)
     : invoke_(std::move(invoke)), invoke_idle_(std::move(options.invoke_idle)) {
@@ -173,7 +199,7 @@ void ThreadedHost::wait_and_hand_over() {
         const bool idle = n == 0 && !urgent;
         HostInvoker& invoke = (idle && invoke_idle_) ? invoke_idle_ : invoke_;
         try {
-            invoke([sp = shared_] { sp->dispatch(); });
+            invoke(HostTask(shared_));
         } catch (...) {
             // Nothing would dispatch any more: say so rather than hang quietly.
             s.loop->handle_exception(std::current_exception(),

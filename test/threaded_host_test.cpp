@@ -42,8 +42,9 @@ namespace {
 class HandHost {
 public:
     enum class Priority { normal, idle };
+    using Job = kaa::detail::UniqueFunction<void()>;
 
-    void invoke(kaa::HostTask task, Priority p) {
+    void invoke(Job task, Priority p) {
         {
             std::lock_guard lock(m_);
             (p == Priority::normal ? normal_ : idle_).push_back(std::move(task));
@@ -52,7 +53,7 @@ public:
         cv_.notify_one();
     }
     // Host-thread work that re-queues itself, like a zero-interval timer.
-    void post_host(kaa::HostTask task) { invoke(std::move(task), Priority::idle); }
+    void post_host(Job task) { invoke(std::move(task), Priority::idle); }
 
     void quit() {
         std::lock_guard lock(m_);
@@ -70,7 +71,7 @@ public:
             if (quit_)
                 break;
             auto& q = normal_.empty() ? idle_ : normal_;
-            kaa::HostTask t = std::move(q.front());
+            Job t = std::move(q.front());
             q.pop_front();
             lock.unlock();
             t();
@@ -95,18 +96,18 @@ public:
 
     kaa::ThreadedHostOptions options() {
         kaa::ThreadedHostOptions o;
-        o.invoke_idle = [this](kaa::HostTask t) { invoke(std::move(t), Priority::idle); };
+        o.invoke_idle = [this](kaa::HostTask t) { invoke([t = std::move(t)]() mutable { t(); }, Priority::idle); };
         o.quit = [this] { quit(); };
         return o;
     }
     kaa::HostInvoker invoker() {
-        return [this](kaa::HostTask t) { invoke(std::move(t), Priority::normal); };
+        return [this](kaa::HostTask t) { invoke([t = std::move(t)]() mutable { t(); }, Priority::normal); };
     }
 
 private:
     std::mutex m_;
     std::condition_variable cv_;
-    std::deque<kaa::HostTask> normal_, idle_;
+    std::deque<Job> normal_, idle_;
     std::size_t invoked_ = 0;
     bool quit_ = false;
 };
@@ -297,16 +298,17 @@ TEST(ThreadedHostLoopGone, TheHostOutlivingTheLoopLetsGo) {
 // GSource attached to it (thread-safe, and always queued -- unlike
 // g_main_context_invoke, which runs the function at once on the calling
 // thread when it can acquire the context).
-void invoke_on(GMainContext* context, kaa::HostTask task, int priority) {
+template <class F>
+void invoke_on(GMainContext* context, F task, int priority) {
     GSource* source = g_idle_source_new();
     g_source_set_priority(source, priority);
     g_source_set_callback(
         source,
         [](gpointer data) -> gboolean {
-            (*static_cast<kaa::HostTask*>(data))();
+            (*static_cast<F*>(data))();
             return G_SOURCE_REMOVE;
         },
-        new kaa::HostTask(std::move(task)), [](gpointer data) { delete static_cast<kaa::HostTask*>(data); });
+        new F(std::move(task)), [](gpointer data) { delete static_cast<F*>(data); });
     g_source_attach(source, context);
     g_source_unref(source);
 }

@@ -38,8 +38,31 @@
 
 namespace kaa {
 
-/// A dispatch handed to the host thread: call it there once (or drop it).
-using HostTask = detail::UniqueFunction<void()>;
+class ThreadedHost;
+
+/// A dispatch handed to the host thread: call it there once, or drop it.
+/// Move-only. Moving it may happen on any thread; calling and destroying it
+/// on the host thread. (Its members tell ThreadSanitizer that the host's
+/// queue orders the two threads, which GLib's and Qt's own locks cannot.)
+class HostTask {
+public:
+    HostTask(HostTask&& other) noexcept;
+    HostTask& operator=(HostTask&& other) noexcept;
+    ~HostTask();
+    HostTask(const HostTask&) = delete;
+    HostTask& operator=(const HostTask&) = delete;
+
+    /// Runs one iteration of the loop (step(Duration::zero())), on the host
+    /// thread. Does nothing once the ThreadedHost is gone.
+    void operator()();
+
+    struct Shared;
+
+private:
+    friend class ThreadedHost;
+    explicit HostTask(std::shared_ptr<Shared> shared) noexcept;
+    std::shared_ptr<Shared> shared_;
+};
 
 /// Queues a HostTask to run on the host loop's thread. Called from kaa's
 /// waiting thread only. It must *queue* the task (run it from the host loop
@@ -75,9 +98,8 @@ public:
 
     MainLoop& loop() const noexcept;
 
-    struct Shared;
-
 private:
+    using Shared = HostTask::Shared;
     void wait_and_hand_over();
     void stop_thread() noexcept;
 

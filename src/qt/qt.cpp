@@ -20,6 +20,7 @@
 #include "kaa/errors.hpp"
 #include "kaa/main_loop.hpp"
 #include "kaa/threaded_host.hpp"
+#include "tsan_handoff.hpp"
 
 namespace kaa::qt {
 
@@ -30,14 +31,18 @@ QEvent::Type call_event_type() {
     return type;
 }
 
-// Carries a function to the thread of the object it is posted to.
+using Call = detail::UniqueFunction<void()>;
+
+// Carries a function to the thread of the object it is posted to. Posted
+// from kaa's waiting thread in threaded mode: Qt's queue orders the two
+// threads, which TSan cannot see inside Qt (tsan_handoff.hpp).
 class CallEvent final : public QEvent {
 public:
-    explicit CallEvent(HostTask fn) : QEvent(call_event_type()), fn_(std::move(fn)) {}
+    explicit CallEvent(Call fn) : QEvent(call_event_type()), fn_(std::move(fn)) { detail::handoff_release(); }
     void run() { fn_(); }
 
 private:
-    HostTask fn_;
+    Call fn_;
 };
 
 // Runs the CallEvents posted to it. It has no signals or slots of its own, so
@@ -47,6 +52,7 @@ private:
 class Receiver final : public QObject {
 public:
     bool event(QEvent* e) override {
+        detail::handoff_acquire(); // before reading the event
         if (e->type() != call_event_type())
             return QObject::event(e);
         static_cast<CallEvent*>(e)->run();
@@ -54,7 +60,7 @@ public:
     }
 };
 
-void post_call(QObject* receiver, HostTask fn, Qt::EventPriority priority) {
+void post_call(QObject* receiver, Call fn, Qt::EventPriority priority) {
     QCoreApplication::postEvent(receiver, new CallEvent(std::move(fn)), priority);
 }
 
@@ -229,12 +235,15 @@ ThreadedHost::ThreadedHost(MainLoop& loop, GuestOptions options) {
     Receiver* receiver = &impl_->receiver;
     ThreadedHostOptions host_options;
     host_options.invoke_idle = [receiver](HostTask task) {
-        post_call(receiver, std::move(task), Qt::LowEventPriority);
+        post_call(receiver, [t = std::move(task)]() mutable { t(); }, Qt::LowEventPriority);
     };
     if (options.quit_on_stop)
         host_options.quit = [] { quit_qt_loop(); };
     impl_->host.emplace(
-        loop, [receiver](HostTask task) { post_call(receiver, std::move(task), Qt::NormalEventPriority); },
+        loop,
+        [receiver](HostTask task) {
+            post_call(receiver, [t = std::move(task)]() mutable { t(); }, Qt::NormalEventPriority);
+        },
         std::move(host_options));
 }
 

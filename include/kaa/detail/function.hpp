@@ -86,9 +86,14 @@ public:
               class = std::enable_if_t<!std::is_same_v<D, UniqueFunction> &&
                                        std::is_invocable_r_v<R, D&, Args...>>>
     UniqueFunction(F&& f) {
-        if constexpr (stored_inline<D>)
+        if constexpr (stored_inline<D>) {
+            // Moves of trivially relocatable callables copy the whole buffer:
+            // give the bytes a smaller callable leaves (all of them, for a
+            // captureless lambda) a value, or GCC warns about copying them.
+            if constexpr (sizeof(D) < buffer_size || std::is_empty_v<D>)
+                __builtin_memset(buf_, 0, buffer_size);
             ::new (static_cast<void*>(buf_)) D(std::forward<F>(f));
-        else
+        } else
             *reinterpret_cast<D**>(buf_) = new D(std::forward<F>(f));
         vt_ = &vtable_for<D>;
     }

@@ -263,8 +263,17 @@ void StateBase::abort(std::shared_ptr<StateBase> self, const InProgressAborted& 
         if (status() == Status::pending && !abort_hook_)
             abort_hook_ = std::move(hook);
     }
-    if (!finishes_itself && claim())
+    if (finishes_itself)
+        return;
+    if (claim()) {
         fail_claimed(eptr, self, true);
+        return;
+    }
+    // Another thread finished it while the abort handlers ran: the abort
+    // lost the race, and the caller learns it as if it had come later.
+    aborted_ = false;
+    throw AlreadyFinished("abort(): the operation was finished from another thread while it was being "
+                          "aborted; connect to it instead");
 }
 
 bool StateBase::wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) const {

@@ -67,6 +67,8 @@ private:
         if (abort_ && guarded_->status() == Status::pending) {
             try {
                 guarded_->abort(guarded_, exc);
+            } catch (const AlreadyFinished&) {
+                // Finished from another thread while aborting: nothing is lost.
             } catch (...) {
                 report_unhandled(std::current_exception(), "timeout(abort=true)");
             }
@@ -85,6 +87,8 @@ private:
         if (abort_ && guarded_->status() == Status::pending && guarded_->abortable()) {
             try {
                 guarded_->abort(guarded_, exc);
+            } catch (const AlreadyFinished&) {
+                // Finished from another thread while aborting: nothing is lost.
             } catch (...) {
                 report_unhandled(std::current_exception(), "abort of a timeout view");
             }

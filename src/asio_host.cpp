@@ -44,6 +44,9 @@ struct SchedulerOpQueue {
 struct SchedulerTaskOperation {
     friend constexpr auto member(SchedulerTaskOperation) noexcept;
 };
+struct SchedulerOutstandingWork {
+    friend constexpr auto member(SchedulerOutstandingWork) noexcept;
+};
 struct ReactorEpollFd {
     friend constexpr auto member(ReactorEpollFd) noexcept;
 };
@@ -52,6 +55,7 @@ template struct Access<SchedulerMutex, &Scheduler::mutex_>;
 template struct Access<SchedulerTaskInterrupted, &Scheduler::task_interrupted_>;
 template struct Access<SchedulerOpQueue, &Scheduler::op_queue_>;
 template struct Access<SchedulerTaskOperation, &Scheduler::task_operation_>;
+template struct Access<SchedulerOutstandingWork, &Scheduler::outstanding_work_>;
 template struct Access<ReactorEpollFd, &Reactor::epoll_fd_>;
 
 } // namespace kaa::detail::asio_access
@@ -85,5 +89,12 @@ bool AsioHost::rearm() noexcept {
     s.*member(SchedulerTaskInterrupted{}) = false;
     return false;
 }
+
+// Boost 1.81's scheduler counts its outstanding work in an atomic_count,
+// which is std::atomic<long> wherever std::atomic exists.
+static_assert(std::is_same_v<asio::detail::atomic_count, std::atomic<long>>);
+
+AsioWorkCount::AsioWorkCount(asio::io_context& io)
+    : count_(&(asio::use_service<Scheduler>(io).*member(SchedulerOutstandingWork{}))) {}
 
 } // namespace kaa::detail

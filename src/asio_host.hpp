@@ -17,6 +17,8 @@
 // one place that reaches them is asio_host.cpp, pinned to that version.
 #pragma once
 
+#include <atomic>
+
 #include <boost/asio/io_context.hpp>
 
 namespace kaa::detail {
@@ -39,6 +41,23 @@ public:
 private:
     boost::asio::detail::scheduler* scheduler_;
     int fd_;
+};
+
+/// The count of work Asio has outstanding for `io`: started asynchronous
+/// operations (socket operations, timer waits), queued handlers and work
+/// guards. Reading it is one atomic load, where io_context::poll() takes the
+/// scheduler's mutex and sets up a thread context even when there is nothing
+/// to run. When the count is only the loop's own work guard, no Asio handler
+/// can be ready, and a non-blocking step has nothing to poll for.
+/// (Not in guest mode: there the host is told about I/O readiness through the
+/// epoll fd, and only a poll consumes those events.)
+class AsioWorkCount {
+public:
+    explicit AsioWorkCount(boost::asio::io_context& io);
+    long load() const noexcept { return count_->load(std::memory_order_acquire); }
+
+private:
+    const std::atomic<long>* count_;
 };
 
 } // namespace kaa::detail

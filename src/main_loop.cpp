@@ -44,6 +44,8 @@ using Task = detail::UniqueFunction<void()>;
 struct MainLoop::Impl {
     asio::io_context io{1};
     asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
+    // Asio's outstanding work; `guard` is 1 of it (see step()).
+    detail::AsioWorkCount asio_work{io};
     std::thread::id thread = std::this_thread::get_id();
 
     // Work queued for the loop thread, in posting order: `local` from the
@@ -399,7 +401,14 @@ bool MainLoop::step(std::optional<Duration> timeout) {
         else
             guarded([&] { return im.io.run_one_for(*timeout); });
     }
-    guarded([&] { return im.io.poll(); });
+    // Asio's handlers and I/O readiness. When Asio has nothing outstanding
+    // but the loop's own work guard -- no operation started, no handler
+    // queued -- a poll could run nothing, and skipping it saves a mutex and
+    // Asio's per-call setup on every time slice. A host (guest mode) learns
+    // of I/O readiness through the epoll fd, which only a poll drains, so
+    // then it always polls.
+    if (wait || im.asio_host || im.asio_work.load() > 1)
+        guarded([&] { return im.io.poll(); });
     im.collect_remote();
     ran += im.remote_ready.run_until(*this, im.remote_ready.end());
     ran += im.local.run_until(*this, local_mark);

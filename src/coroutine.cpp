@@ -32,6 +32,7 @@ public:
         : stack_(stack), body_(std::move(body)),
           name_(opts.name), interval_(opts.interval) {
         state_ = std::move(state);
+        stack_info_ = RunningStackInfo{stack_.base, stack_.base + stack_.guard, name().c_str(), stack_.usable()};
     }
 
     static CoroutineCore* create(MainLoop& loop, std::shared_ptr<StateBase> state, const CoroutineOptions& opts,
@@ -65,7 +66,7 @@ public:
         CoroutineCore* prev = t_current;
         RunningStackInfo prev_info = t_running_stack;
         t_current = this;
-        t_running_stack = RunningStackInfo{stack_.base, stack_.base + stack_.guard, name().c_str(), stack_.usable()};
+        t_running_stack = stack_info_;
         {
             FiberSwitch sw(fiber_);
             sw.enter(stack_.base + stack_.guard, stack_.usable());
@@ -121,12 +122,48 @@ public:
         if (interval_ > Duration::zero())
             schedule_timer(interval_, token);
         else
-            MainLoop::current().post([s = state_, token] {
-                if (auto* c = static_cast<CoroutineCore*>(s->coroutine))
-                    c->resume_if(token);
-            });
+            MainLoop::current().post(TimeSlice(this, token));
         suspend();
         after_wait();
+    }
+
+    /// The loop task that resumes a coroutine after its time slice. It is
+    /// posted on every yield(), so it refers to the core by pointer and pins
+    /// it (a plain count: everything here is on the loop thread) instead of
+    /// holding the InProgress state, whose atomic reference count would cost
+    /// more than the rest of a time slice. A core that ends while pinned (an
+    /// abort or the shutdown unwound it from yield()) stays as a zombie, its
+    /// InProgress already finished, until the task has run or was dropped.
+    class TimeSlice {
+    public:
+        using trivially_relocatable = void;  // the loop's queue moves it by byte copy
+        TimeSlice(CoroutineCore* c, std::uint32_t token) noexcept : c_(c), token_(token) { ++c->pins_; }
+        TimeSlice(TimeSlice&& o) noexcept : c_(std::exchange(o.c_, nullptr)), token_(o.token_) {}
+        TimeSlice& operator=(TimeSlice&&) = delete;
+        ~TimeSlice() {
+            if (c_)
+                c_->unpin();
+        }
+        void operator()() {
+            CoroutineCore* c = std::exchange(c_, nullptr);
+            if (c->unpin())
+                c->resume_if(token_);
+        }
+
+    private:
+        CoroutineCore* c_;
+        std::uint32_t token_;
+    };
+
+    /// Drops a pin; false if the core was a zombie (then gone, if that was
+    /// the last pin).
+    bool unpin() noexcept {
+        --pins_;
+        if (!zombie_)
+            return true;
+        if (pins_ == 0)
+            destroy();
+        return false;
     }
 
     /// What finished a wait calls: resume directly (kaa's interval-0 fast
@@ -181,10 +218,19 @@ public:
         state_->coroutine = nullptr;
         state_->clear_abort_hook();  // it points here
         Outcome outcome = take_outcome();
+        if (pins_ == 0) {
+            destroy();
+        } else {
+            zombie_ = true;  // a queued TimeSlice still refers to it
+            timer_.reset();
+        }
+        settle(std::move(outcome), "coroutine", {});
+    }
+
+    void destroy() noexcept {
         Stack stack = stack_;
         this->~CoroutineCore();
         StackPool::release_local(stack);
-        settle(std::move(outcome), "coroutine", {});
     }
 
     const std::string& name() const noexcept {
@@ -203,6 +249,9 @@ private:
     std::string name_;  // empty: "coroutine" (see name())
     Duration interval_;
     bool ended_ = false;
+    bool zombie_ = false;      // ended, kept for the TimeSlice tasks that pin it
+    std::uint32_t pins_ = 0;   // TimeSlice tasks queued for it
+    RunningStackInfo stack_info_;
     std::unique_ptr<boost::asio::steady_timer> timer_;
     FiberAnnotations fiber_;
 };

@@ -29,7 +29,7 @@
 
 namespace kaa::detail {
 
-thread_local RunningStackInfo t_running_stack;
+constinit thread_local RunningStackInfo t_running_stack;
 
 namespace {
 

@@ -98,7 +98,9 @@ struct RunningStackInfo {
     const char* name = nullptr;
     std::size_t size = 0;
 };
-extern thread_local RunningStackInfo t_running_stack;
+// constinit: no dynamic initialisation, so other files reach it directly
+// rather than through a TLS wrapper call (it is set on every switch).
+extern constinit thread_local RunningStackInfo t_running_stack;
 
 /// Installs (once per process, and an alternate signal stack once per thread)
 /// the handler that reports "stack overflow in coroutine NAME".

@@ -497,3 +497,77 @@ TEST_F(Coroutine, ExceptionsAcrossStacksAreSound) {
 }
 
 } // namespace
+
+// A time slice is a loop task that refers to its coroutine by pointer (no
+// reference count on the hot path). A coroutine that ends while one is queued
+// -- aborted, or unwound at shutdown, from inside yield() -- must stay valid
+// until that task has run or was dropped, and then be released.
+
+namespace {
+struct Unwound {
+    int& count;
+    ~Unwound() { ++count; }
+};
+} // namespace
+
+TEST_F(Coroutine, AbortWithATimeSliceQueuedReleasesTheCoroutineOnce) {
+    const std::size_t live_before = kaa::detail::coroutine_stack_counts().live;
+    int unwound = 0;
+    int slices = 0;
+    auto ip = kaa::coroutine([&] {
+        Unwound guard{unwound};
+        for (;;) {
+            yield();
+            ++slices;
+        }
+    });
+    step_n(3);
+    ASSERT_EQ(slices, 3);
+    ip.abort();  // its next time slice is queued on the loop
+    EXPECT_EQ(unwound, 1);
+    ASSERT_TRUE(ip.finished());
+    EXPECT_THROW(ip.result(), kaa::InProgressAborted);
+    EXPECT_EQ(kaa::active_coroutines(), 0u);
+    step_n(2);  // the stale time slice runs, and must not resume anything
+    EXPECT_EQ(slices, 3);
+    EXPECT_EQ(unwound, 1);
+    EXPECT_EQ(kaa::detail::coroutine_stack_counts().live, live_before);
+}
+
+TEST_F(Coroutine, ShutdownWithTimeSlicesQueuedUnwindsAndReleases) {
+    const std::size_t live_before = kaa::detail::coroutine_stack_counts().live;
+    int unwound = 0;
+    std::vector<InProgress<void>> ips;
+    for (int i = 0; i < 3; ++i)
+        ips.push_back(kaa::coroutine([&] {
+            Unwound guard{unwound};
+            for (;;)
+                yield();
+        }));
+    step_n(1);
+    loop.shutdown();
+    EXPECT_EQ(unwound, 3);
+    for (auto& ip : ips)
+        EXPECT_TRUE(ip.finished());
+    step_n(1);
+    EXPECT_EQ(kaa::active_coroutines(), 0u);
+    EXPECT_EQ(kaa::detail::coroutine_stack_counts().live, live_before);
+}
+
+TEST(CoroutineLoopGone, TimeSliceQueuedWhenTheLoopIsDestroyed) {
+    const std::size_t live_before = kaa::detail::coroutine_stack_counts().live;
+    int unwound = 0;
+    {
+        kaa::MainLoop loop;
+        auto ip = kaa::coroutine([&] {
+            Unwound guard{unwound};
+            for (;;)
+                yield();
+        });
+        loop.step(kaa::Duration::zero());
+        ASSERT_FALSE(ip.finished());
+    }
+    EXPECT_EQ(unwound, 1);
+    EXPECT_EQ(kaa::active_coroutines(), 0u);
+    EXPECT_EQ(kaa::detail::coroutine_stack_counts().live, live_before);
+}

@@ -16,13 +16,23 @@ namespace kaa::detail {
 template <class Signature>
 class UniqueFunction;
 
+/// Whether moving an `F` can be a byte copy, after which the source is
+/// simply forgotten (not destroyed): trivially copyable types, and types
+/// that say so with a member `using trivially_relocatable = void;` (a
+/// handle that owns a raw pointer and nulls the source when moved).
+template <class F, class = void>
+struct relocatable_by_copy
+    : std::bool_constant<std::is_trivially_copyable_v<F> && std::is_trivially_destructible_v<F>> {};
+template <class F>
+struct relocatable_by_copy<F, std::void_t<typename F::trivially_relocatable>> : std::true_type {};
+
 template <class R, class... Args>
 class UniqueFunction<R(Args...)> {
     static constexpr std::size_t buffer_size = 3 * sizeof(void*);
 
-    // `move` and `destroy` are null when a byte copy moves the callable and
-    // nothing needs destroying: trivially copyable captures stored inline
-    // (pointers, a token), and (for move) the pointer to a heap-stored one.
+    // `move` is null when a byte copy moves the callable (see
+    // relocatable_by_copy, and the pointer to a heap-stored one), `destroy`
+    // when nothing needs destroying (trivially destructible, stored inline).
     // The queues and callbacks move each callable a few times; this saves an
     // indirect call each time.
     struct VTable {
@@ -45,8 +55,7 @@ class UniqueFunction<R(Args...)> {
     }
 
     template <class F>
-    static constexpr bool trivially_relocated =
-        !stored_inline<F> || (std::is_trivially_copyable_v<F> && std::is_trivially_destructible_v<F>);
+    static constexpr bool trivially_relocated = !stored_inline<F> || relocatable_by_copy<F>::value;
 
     template <class F>
     static void move_impl(void* dst, void* src) noexcept {

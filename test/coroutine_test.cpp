@@ -571,3 +571,21 @@ TEST(CoroutineLoopGone, TimeSliceQueuedWhenTheLoopIsDestroyed) {
     EXPECT_EQ(kaa::active_coroutines(), 0u);
     EXPECT_EQ(kaa::detail::coroutine_stack_counts().live, live_before);
 }
+
+TEST_F(Coroutine, ResultSetFromOutsideIsNotOverwrittenByTheBody) {
+    InProgress<void> gate;
+    auto ip = kaa::coroutine([&] {
+        await(gate);
+        return std::string("from the body");
+    });
+    ip.finish(std::string("from outside"));
+    std::vector<std::string> seen;
+    ip.connect([&](const std::string& v) { seen.push_back(v); });
+    gate.finish();  // the body ends now, with its own value
+    EXPECT_EQ(ip.result(), "from outside");
+    EXPECT_EQ(seen, (std::vector<std::string>{"from outside"}));
+    auto got = reports.take();
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_TRUE(kaa::test::message_of(got[0]).find("finished by someone else") != std::string::npos)
+        << kaa::test::message_of(got[0]);
+}

@@ -117,13 +117,18 @@ namespace detail {
 
 template <class R, class F, class Tuple>
 UniqueFunction<void()> make_coroutine_body(State<R>* s, F&& fn, Tuple&& args) {
+    // The value goes into the state only while it is pending: if someone
+    // finished the coroutine's InProgress from outside meanwhile, the result
+    // they set stays, and the ending coroutine reports its outcome as
+    // discarded (AwaitCore::settle).
     return [s, fn = std::forward<F>(fn), args = std::forward<Tuple>(args)]() mutable {
         try {
             if constexpr (std::is_void_v<R>) {
                 std::apply(fn, std::move(args));
-                s->set_value();
             } else {
-                s->set_value(std::apply(fn, std::move(args)));
+                R value = std::apply(fn, std::move(args));
+                if (s->status() == Status::pending)
+                    s->set_value(std::move(value));
             }
         } catch (...) {
             coroutine_failed(std::current_exception());
@@ -168,8 +173,18 @@ public:
     Policy policy() const noexcept { return policy_; }
 
     /// Library plumbing for Coroutine<>.
+    /// The calls not known to be finished, oldest first; the last entry is
+    /// exact (unfinished), older ones may have finished meanwhile. Finished
+    /// calls are swept from the whole list only when it has doubled since the
+    /// last sweep, so that a long queue of synchronized calls costs linear
+    /// time, not quadratic.
     std::vector<InProgressRef>& unfinished() {
-        std::erase_if(unfinished_, [](const InProgressRef& r) { return r.finished(); });
+        while (!unfinished_.empty() && unfinished_.back().finished())
+            unfinished_.pop_back();
+        if (unfinished_.size() >= 2 * swept_size_ + 16) {
+            std::erase_if(unfinished_, [](const InProgressRef& r) { return r.finished(); });
+            swept_size_ = unfinished_.size();
+        }
         return unfinished_;
     }
     /// Runs `start` now if no synchronized call is running, else queues it.
@@ -180,6 +195,7 @@ private:
     void release_when_done(const InProgressRef& ip);
     Policy policy_;
     std::vector<InProgressRef> unfinished_;
+    std::size_t swept_size_ = 0;
     bool busy_ = false;
     bool releasing_ = false;
     bool release_again_ = false;

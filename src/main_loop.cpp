@@ -89,6 +89,13 @@ struct MainLoop::Impl {
     std::mutex& remote_mutex = g_remote_mutex;
     std::vector<Task> remote;
     std::atomic<bool> remote_pending{false};
+    // Set while step() blocks in Asio (outside guest mode): a post from
+    // another thread wakes Asio only then. A busy loop collects the work at
+    // its next step anyway, and a wake-up per batch would cost a handler
+    // allocation, Asio's lock and often a futex call. Paired (seq_cst) with
+    // remote_pending: step() sets this, then looks at remote_pending; a
+    // poster sets remote_pending, then looks at this.
+    std::atomic<bool> asio_waiting{false};
 
     std::atomic<bool> stop_requested{false};
     bool running = false;
@@ -307,7 +314,7 @@ bool MainLoop::Impl::post_remote(MainLoop* loop, Task& fn) {
     Impl& im = *current->impl_;
     bool was_empty = im.remote.empty();
     im.remote.push_back(std::move(fn));
-    im.remote_pending.store(true, std::memory_order_release);
+    im.remote_pending.store(true, std::memory_order_seq_cst);
     if (!was_empty)
         return true;
     // Guest mode: the host loop dispatches, unless the loop thread is in a
@@ -315,7 +322,7 @@ bool MainLoop::Impl::post_remote(MainLoop* loop, Task& fn) {
     // Called under the lock: detach_host() clears the hook under it.
     if (im.host_wakeup && !im.host_waiting)
         im.host_wakeup();
-    else
+    else if (im.host_waiting || im.asio_waiting.load(std::memory_order_seq_cst))
         im.wake();
     return true;
 }
@@ -396,10 +403,20 @@ bool MainLoop::step(std::optional<Duration> timeout) {
     if (wait) {
         if (im.asio_host) [[unlikely]]
             im.host_blocking_wait(*this, timeout);
-        else if (!timeout)
-            guarded([&] { return im.io.run_one(); });
-        else
-            guarded([&] { return im.io.run_one_for(*timeout); });
+        else {
+            im.asio_waiting.store(true, std::memory_order_seq_cst);
+            struct Clear {
+                std::atomic<bool>& flag;
+                ~Clear() { flag.store(false, std::memory_order_relaxed); }
+            } clear{im.asio_waiting};
+            // Work posted before the flag was up did not wake Asio.
+            if (!im.remote_pending.load(std::memory_order_seq_cst)) {
+                if (!timeout)
+                    guarded([&] { return im.io.run_one(); });
+                else
+                    guarded([&] { return im.io.run_one_for(*timeout); });
+            }
+        }
     }
     // Asio's handlers and I/O readiness. When Asio has nothing outstanding
     // but the loop's own work guard -- no operation started, no handler

@@ -14,8 +14,6 @@ namespace kaa {
 
 namespace detail {
 
-namespace {
-
 // Coalesces a worker's progress updates: the loop gets at most one pending
 // update per job, which applies the latest values.
 struct ProgressChannel {
@@ -25,30 +23,144 @@ struct ProgressChannel {
     std::shared_ptr<Progress> target;  // touched on the loop thread only
 };
 
-} // namespace
+void Job::request_stop() {
+    stop_flag_.store(true, std::memory_order_release);
+    std::stop_source source{std::nostopstate};
+    {
+        std::lock_guard lk(stop_mutex_);
+        source = stop_;
+    }
+    // Outside the lock: request_stop() runs the token's stop callbacks here.
+    if (source.stop_possible())
+        source.request_stop();
+}
 
-class Job {
-public:
-    enum class Phase { queued, running, done };
+std::stop_token Job::stop_token() {
+    std::lock_guard lk(stop_mutex_);
+    if (!stop_.stop_possible()) {
+        stop_ = std::stop_source();
+        // An abort that came first (it found no source to request): nobody
+        // can have registered a stop callback yet, so none runs here.
+        if (stop_flag_.load(std::memory_order_acquire))
+            stop_.request_stop();
+    }
+    return stop_.get_token();
+}
 
-    std::shared_ptr<StateBase> state;  // loop-confined; the worker only keeps it alive
-    UniqueFunction<void()> body;
-    int priority = 0;
-    std::uint64_t seq = 0;
-    std::stop_source stop;
-    Phase phase = Phase::queued;  // guarded by the pool's mutex
-    std::shared_ptr<ProgressChannel> progress;
-    std::weak_ptr<PoolImpl> pool;
-    // The outcome, set by the worker before it posts the delivery (which
-    // then carries only the Job, small enough not to allocate).
-    UniqueFunction<void()> publish;
-    std::exception_ptr error;
-};
+void post_job_done(std::shared_ptr<Job> job) noexcept;
 
 namespace {
 thread_local Job* t_job = nullptr;
-thread_local const std::shared_ptr<Job>* t_job_owner = nullptr;  // the worker's handle to t_job
 thread_local PoolImpl* t_pool = nullptr;
+} // namespace
+
+namespace {
+
+// A pool's queued jobs: higher priority first, equal priorities in
+// submission order. One FIFO per priority in use, so that taking and adding a
+// job is O(1) in the usual case of few distinct priorities, and the pool's
+// lock is held for a few instructions instead of a heap's sift (which read a
+// Job, a cache miss, at every level).
+class JobQueue {
+public:
+    bool empty() const noexcept { return size_ == 0; }
+    std::size_t size() const noexcept { return size_; }
+
+    void push(std::shared_ptr<Job> job) {
+        const int prio = job->priority;
+        auto it = levels_.end();
+        // Usually the priority of the last job, or the only one in use.
+        if (last_ < levels_.size() && levels_[last_].priority == prio)
+            it = levels_.begin() + static_cast<std::ptrdiff_t>(last_);
+        else
+            it = std::lower_bound(levels_.begin(), levels_.end(), prio,
+                                  [](const Level& l, int p) { return l.priority < p; });
+        if (it == levels_.end() || it->priority != prio) {
+            prune();
+            it = std::lower_bound(levels_.begin(), levels_.end(), prio,
+                                  [](const Level& l, int p) { return l.priority < p; });
+            it = levels_.insert(it, Level{prio, {}, 0});
+        }
+        it->jobs.push_back(std::move(job));
+        last_ = static_cast<std::size_t>(it - levels_.begin());
+        ++size_;
+    }
+
+    /// The next job to run; the queue must not be empty.
+    std::shared_ptr<Job> pop() {
+        Level* l = &levels_.back();
+        while (l->head == l->jobs.size())
+            --l;  // an empty level (kept for reuse): a lower one has the job
+        std::shared_ptr<Job> job = std::move(l->jobs[l->head++]);
+        if (l->head == l->jobs.size()) {
+            l->jobs.clear();  // keeps the capacity
+            l->head = 0;
+        } else if (l->head >= 64 && l->head * 2 >= l->jobs.size()) {
+            // A backlog that never drains: drop the taken slots now and then.
+            l->jobs.erase(l->jobs.begin(), l->jobs.begin() + static_cast<std::ptrdiff_t>(l->head));
+            l->head = 0;
+        }
+        --size_;
+        return job;
+    }
+
+    /// Removes `job` if queued.
+    bool remove(const Job* job) {
+        for (Level& l : levels_) {
+            auto it = std::find_if(l.jobs.begin() + static_cast<std::ptrdiff_t>(l.head), l.jobs.end(),
+                                   [job](const auto& j) { return j.get() == job; });
+            if (it != l.jobs.end()) {
+                l.jobs.erase(it);
+                if (l.head == l.jobs.size()) {
+                    l.jobs.clear();
+                    l.head = 0;
+                }
+                --size_;
+                return true;
+            }
+        }
+        return false;
+    }
+
+    template <class Pred>
+    bool any_of(Pred&& pred) const {
+        for (const Level& l : levels_)
+            for (std::size_t i = l.head; i < l.jobs.size(); ++i)
+                if (pred(*l.jobs[i]))
+                    return true;
+        return false;
+    }
+
+    /// Moves every queued job to `out` and empties the queue.
+    void take_all(std::vector<std::shared_ptr<Job>>& out) {
+        for (Level& l : levels_)
+            for (std::size_t i = l.head; i < l.jobs.size(); ++i)
+                out.push_back(std::move(l.jobs[i]));
+        levels_.clear();
+        size_ = 0;
+        last_ = 0;
+    }
+
+private:
+    struct Level {
+        int priority;
+        std::vector<std::shared_ptr<Job>> jobs;  // jobs[head..] are queued
+        std::size_t head;
+    };
+
+    // Empty levels stay to be reused, unless many priorities came and went.
+    void prune() {
+        if (levels_.size() < 8)
+            return;
+        std::erase_if(levels_, [](const Level& l) { return l.head == l.jobs.size(); });
+        last_ = levels_.size();
+    }
+
+    std::vector<Level> levels_;  // by ascending priority
+    std::size_t size_ = 0;
+    std::size_t last_ = 0;       // the level the last push went to
+};
+
 } // namespace
 
 class PoolImpl : public std::enable_shared_from_this<PoolImpl> {
@@ -63,13 +175,17 @@ public:
 
     void submit(std::shared_ptr<Job> job) {
         std::unique_lock lk(m_);
-        job->seq = next_seq_++;
-        heap_.push_back(std::move(job));
-        std::push_heap(heap_.begin(), heap_.end(), Before{});
+        queue_.push(std::move(job));
         if (idle_ == 0 && threads_.size() < size_) {
             threads_.emplace_back([self = shared_from_this(), gen = gen_] { self->work(gen); });
         }
-        const bool wake = idle_ > 0;  // busy workers take the job when they finish theirs
+        // Busy workers take the job when they finish theirs, and so does a
+        // worker woken for an earlier job that has not got the lock yet: a
+        // loop submitting faster than sleeping workers wake up does not pay
+        // a futex call per job.
+        const bool wake = idle_ > signaled_;
+        if (wake)
+            ++signaled_;
         lk.unlock();
         if (wake)
             cv_.notify_one();
@@ -78,18 +194,15 @@ public:
     /// Removes a queued job; false if it already started.
     bool remove(Job* job) {
         std::lock_guard lk(m_);
-        auto it = std::find_if(heap_.begin(), heap_.end(), [job](const auto& j) { return j.get() == job; });
-        if (it == heap_.end())
+        if (!queue_.remove(job))
             return false;
-        heap_.erase(it);
-        std::make_heap(heap_.begin(), heap_.end(), Before{});
         job->phase = Job::Phase::done;
         return true;
     }
 
     ThreadPoolStats stats() const {
         std::lock_guard lk(m_);
-        return ThreadPoolStats{threads_.size() - exited_, heap_.size(), running_.size(), completed_,
+        return ThreadPoolStats{threads_.size() - exited_, queue_.size(), running_.size(), completed_,
                                late_results_.load()};
     }
 
@@ -105,7 +218,7 @@ public:
         std::lock_guard lk(m_);
         if (size_ != 1)
             return false;
-        return std::any_of(heap_.begin(), heap_.end(), [s](const auto& j) { return j->state.get() == s; });
+        return queue_.any_of([s](const Job& j) { return j.state == s; });
     }
 
     /// Aborts queued jobs, stops running ones, joins the threads (waiting at
@@ -113,22 +226,22 @@ public:
     void quiesce(Duration grace) {
         std::vector<std::shared_ptr<Job>> dropped;
         std::vector<std::thread> threads;
-        std::vector<std::stop_source> to_stop;
+        std::vector<std::shared_ptr<Job>> to_stop;
         std::size_t stuck = 0;
         {
             std::unique_lock lk(m_);
-            dropped.swap(heap_);
+            queue_.take_all(dropped);
             for (auto& j : dropped)
                 j->phase = Job::Phase::done;
-            for (Job* j : running_)
-                to_stop.push_back(j->stop);
+            for (const std::shared_ptr<Job>* j : running_)
+                to_stop.push_back(*j);
             stopping_ = true;
             cv_.notify_all();
         }
         // Outside the lock: request_stop() runs the jobs' stop callbacks
         // synchronously, and they may well ask the pool something.
-        for (auto& s : to_stop)
-            s.request_stop();
+        for (auto& j : to_stop)
+            j->request_stop();
         {
             std::unique_lock lk(m_);
             bool drained = cv_done_.wait_for(lk, grace, [&] { return running_.empty(); });
@@ -140,6 +253,7 @@ public:
                     t.detach();
                 threads_.clear();
                 ++gen_;
+                signaled_ = 0;
                 cv_.notify_all();
             }
             threads.swap(threads_);
@@ -159,12 +273,15 @@ public:
             // counts itself as exited later, and stats() would underflow.
             std::lock_guard lk(m_);
             exited_ = 0;
+            signaled_ = 0;
             stopping_ = false;
         }
         // Fail the jobs that never ran (on the loop thread, or inline without
         // a loop), outside the lock: callbacks may submit more work.
         for (auto& j : dropped) {
-            auto s = j->state;
+            j->body.reset();  // the callable's captures, as if the job had run
+            StateBase* raw = j->state;
+            std::shared_ptr<StateBase> s(std::move(j), raw);
             if (s->status() == Status::pending && s->claim())
                 s->fail_claimed(std::make_exception_ptr(InProgressAborted("the main loop shut down before the "
                                                                           "job could run")),
@@ -173,31 +290,41 @@ public:
     }
 
 private:
-    struct Before {
-        bool operator()(const std::shared_ptr<Job>& a, const std::shared_ptr<Job>& b) const {
-            return a->priority < b->priority || (a->priority == b->priority && a->seq > b->seq);
-        }
-    };
-
     void work(std::uint64_t gen) {
         t_pool = this;
-        // The previous job, released outside the lock (before the next one
-        // runs, or before sleeping): a finished worker takes the next job in
-        // the critical section where it reports the last one done. Declared
-        // before the lock, so that a return releases it after unlocking.
-        std::shared_ptr<Job> prev;
+        // The finished job, whose outcome is posted to the loop outside the
+        // lock (before the next job runs, or before sleeping): a finished
+        // worker takes the next job in the critical section where it reports
+        // the last one done. The worker hands its reference over with the
+        // outcome, so the state (value, Progress) is always released on the
+        // loop thread. Declared before the lock, so that a return posts it
+        // after unlocking.
+        struct Finished {
+            std::shared_ptr<Job> job;
+            void post() noexcept {
+                if (job)
+                    post_job_done(std::move(job));
+            }
+            ~Finished() { post(); }
+        } prev;
         std::unique_lock lk(m_);
         for (;;) {
             if (gen != gen_)
                 return;  // abandoned at a shutdown that could not wait for it
-            if (prev && heap_.empty() && !stopping_) {
+            if (prev.job && queue_.empty() && !stopping_) {
                 lk.unlock();
-                prev.reset();
+                prev.post();
                 lk.lock();
                 continue;
             }
             ++idle_;
-            cv_.wait(lk, [&] { return stopping_ || !heap_.empty() || gen != gen_; });
+            while (!stopping_ && queue_.empty() && gen == gen_) {
+                cv_.wait(lk);
+                // Whether or not this thread was the one notified, one
+                // wake-up less is on its way (see submit()).
+                if (signaled_ > 0)
+                    --signaled_;
+            }
             --idle_;
             if (gen != gen_)
                 return;
@@ -205,30 +332,26 @@ private:
                 ++exited_;
                 return;
             }
-            if (heap_.empty())
+            if (queue_.empty())
                 continue;
-            std::pop_heap(heap_.begin(), heap_.end(), Before{});
-            std::shared_ptr<Job> job = std::move(heap_.back());
-            heap_.pop_back();
+            std::shared_ptr<Job> job = queue_.pop();
             job->phase = Job::Phase::running;
-            running_.push_back(job.get());
+            running_.push_back(&job);  // quiesce() may stop it
             lk.unlock();
-            prev.reset();
+            prev.post();
 
             t_job = job.get();
-            t_job_owner = &job;
             job->body();
             job->body.reset();  // the callable's captures go on this thread
-            t_job_owner = nullptr;
             t_job = nullptr;
 
             lk.lock();
             job->phase = Job::Phase::done;
-            running_.erase(std::find(running_.begin(), running_.end(), job.get()));
+            running_.erase(std::find(running_.begin(), running_.end(), &job));
             ++completed_;
             if (stopping_ && running_.empty())
                 cv_done_.notify_all();  // quiesce() waits for the running jobs
-            prev = std::move(job);
+            prev.job = std::move(job);
         }
     }
 
@@ -237,12 +360,13 @@ private:
     mutable std::mutex m_;
     std::condition_variable cv_;
     std::condition_variable cv_done_;
-    std::vector<std::shared_ptr<Job>> heap_;
-    std::vector<Job*> running_;
+    JobQueue queue_;
+    // The running jobs: each worker's handle, valid while listed here.
+    std::vector<const std::shared_ptr<Job>*> running_;
     std::vector<std::thread> threads_;
-    std::size_t idle_ = 0;
+    std::size_t idle_ = 0;      // workers waiting for a job
+    std::size_t signaled_ = 0;  // notifications sent that no worker woke up for yet
     std::size_t exited_ = 0;
-    std::uint64_t next_seq_ = 0;
     std::uint64_t completed_ = 0;
     std::atomic<std::uint64_t> late_results_{0};
     std::uint64_t gen_ = 0;
@@ -342,33 +466,36 @@ PoolImpl& resolve_pool(const std::string& name) {
 }
 } // namespace
 
-void submit_job(std::shared_ptr<StateBase> state, const ThreadOptions& opts, UniqueFunction<void()> body) {
+void submit_job(std::shared_ptr<StateBase> state, Job& job, const ThreadOptions& opts, UniqueFunction<void()> body) {
     MainLoop& loop = MainLoop::current();
     if (!loop.is_main_thread())
         throw WrongThread("kaa::threaded(): submit jobs from the loop thread (a job that needs more work "
                           "done can return it, or use threaded(kaa::main_thread, ...) to get there)");
     PoolImpl& impl = resolve_pool(opts.pool);
-    auto job = std::make_shared<Job>();
-    job->state = state;
-    job->body = std::move(body);
-    job->priority = opts.priority;
-    job->pool = impl.weak_from_this();
+    job.state = state.get();
+    job.body = std::move(body);
+    job.priority = opts.priority;
+    job.pool = impl.weak_from_this();
     if (opts.progress) {
         auto p = std::make_shared<Progress>();
         state->progress = p;
-        job->progress = std::make_shared<ProgressChannel>();
-        job->progress->target = p;
+        job.progress = std::make_shared<ProgressChannel>();
+        job.progress->target = p;
     }
-    state->job = job.get();
-    state->set_abort_hook([job](const InProgressAborted&, std::exception_ptr) {
-        if (auto pool = job->pool.lock()) {
-            if (!pool->remove(job.get()))
-                job->stop.request_stop();  // running: it sees the abort cooperatively
+    state->job = &job;
+    // The hook lives in the state, which holds the job: a plain pointer.
+    state->set_abort_hook([j = &job](const InProgressAborted&, std::exception_ptr) {
+        if (auto pool = j->pool.lock()) {
+            if (pool->remove(j))
+                j->body.reset();  // it never runs: its captures go now, on this thread
+            else
+                j->request_stop();  // running: it sees the abort cooperatively
         }
         return false;  // the InProgress fails now; abort() never waits for the thread
     });
     note_active(impl, loop);
-    impl.submit(std::move(job));
+    // Shares the state's control block: one allocation per job.
+    impl.submit(std::shared_ptr<Job>(std::move(state), &job));
 }
 
 namespace {
@@ -414,7 +541,8 @@ public:
             return;
         UniqueFunction<void()> publish = std::move(job_->publish);
         std::exception_ptr error = std::move(job_->error);
-        auto& s = job_->state;
+        StateBase* raw = job_->state;
+        std::shared_ptr<StateBase> s(std::move(job_), raw);
         if (s->status() == Status::pending && s->claim())
             s->fail_claimed(std::make_exception_ptr(LoopError("the main loop went away before this "
                                                               "job result could run")),
@@ -422,16 +550,16 @@ public:
     }
 
     void operator()() {
-        std::shared_ptr<Job> job = std::move(job_);
-        UniqueFunction<void()> publish = std::move(job->publish);
-        std::exception_ptr error = std::move(job->error);
-        std::shared_ptr<StateBase> s = job->state;
+        Job& job = *job_;
+        UniqueFunction<void()> publish = std::move(job.publish);
+        std::exception_ptr error = std::move(job.error);
+        std::shared_ptr<StateBase> s(std::move(job_), job.state);  // keeps `job` too
         if (!error) {
             if (s->status() == Status::pending && s->claim()) {
                 s->job = nullptr;
                 publish();
                 s->complete(Status::succeeded, s);
-            } else if (auto p = job->pool.lock()) {
+            } else if (auto p = job.pool.lock()) {
                 p->count_late_result();
             }
             return;
@@ -456,25 +584,20 @@ private:
 };
 } // namespace
 
-void job_succeeded(UniqueFunction<void()> publish) noexcept {
+// The body stores the outcome in the job; the worker posts it (PoolImpl::work).
+void job_succeeded(UniqueFunction<void()> publish) noexcept { t_job->publish = std::move(publish); }
+
+void job_failed(std::exception_ptr e) noexcept { t_job->error = std::move(e); }
+
+void post_job_done(std::shared_ptr<Job> job) noexcept {
     try {
-        t_job->publish = std::move(publish);
-        post_to_loop(JobDone(*t_job_owner));
+        post_to_loop(JobDone(std::move(job)));
     } catch (...) {
         report_unhandled(std::current_exception(), "threaded job result");
     }
 }
 
-void job_failed(std::exception_ptr e) noexcept {
-    try {
-        t_job->error = std::move(e);
-        post_to_loop(JobDone(*t_job_owner));
-    } catch (...) {
-        report_unhandled(std::current_exception(), "threaded job result");
-    }
-}
-
-std::stop_token current_stop_token() { return t_job ? t_job->stop.get_token() : std::stop_token(); }
+std::stop_token current_stop_token() { return t_job ? t_job->stop_token() : std::stop_token(); }
 
 
 void post_main_thread(std::shared_ptr<StateBase> state, UniqueFunction<void()> fn) {
@@ -563,7 +686,7 @@ ThreadPool& ThreadPool::get(const std::string& name) {
 
 namespace this_job {
 
-bool aborted() noexcept { return detail::t_job && detail::t_job->stop.stop_requested(); }
+bool aborted() noexcept { return detail::t_job && detail::t_job->stop_requested(); }
 
 std::stop_token stop_token() { return detail::current_stop_token(); }
 

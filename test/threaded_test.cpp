@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <stop_token>
 #include <future>
 #include <latch>
 #include <string>
@@ -118,6 +122,55 @@ TEST_F(Threaded, NamedThreadRunsSeriallyInPriorityOrder) {
     EXPECT_EQ(max_concurrent.load(), 1);
 }
 
+// The queue keeps one FIFO per priority, reuses emptied ones and prunes them
+// when many priorities came and went: over two rounds of many priorities
+// (with queued jobs aborted in between), the run order stays "higher first,
+// equal ones in submission order".
+TEST_F(Threaded, ManyPrioritiesRunInStableOrder) {
+    kaa::ThreadPool serial("prio", 1);
+    std::vector<int> order;  // touched by the single thread only
+    for (int round = 0; round < 2; ++round) {
+        std::promise<void> release;
+        std::shared_future<void> gate = release.get_future().share();
+        std::latch started(1);
+        auto blocker = kaa::threaded({.pool = "prio"}, [&] {
+            started.count_down();
+            gate.wait();
+        });
+        started.wait();
+        struct Queued {
+            int priority;
+            int id;
+            InProgress<void> ip;
+        };
+        std::vector<Queued> queued;
+        for (int i = 0; i < 60; ++i) {
+            int priority = (i * 7) % 13 - 6 + round * 20;  // 13 priorities, interleaved
+            queued.push_back({priority, i, kaa::threaded({.pool = "prio", .priority = priority},
+                                                         [&order, i] { order.push_back(i); })});
+        }
+        for (int i = 0; i < 60; i += 9)
+            queued[static_cast<std::size_t>(i)].ip.abort();  // removed: they never run
+        std::vector<int> expected;
+        std::vector<Queued*> sorted;
+        for (auto& q : queued)
+            if (q.id % 9 != 0)
+                sorted.push_back(&q);
+        std::stable_sort(sorted.begin(), sorted.end(),
+                         [](const Queued* a, const Queued* b) { return a->priority > b->priority; });
+        for (auto* q : sorted)
+            expected.push_back(q->id);
+        EXPECT_EQ(serial.stats().queued, expected.size());
+        order.clear();
+        release.set_value();
+        ASSERT_TRUE(step_until(
+            [&] { return std::all_of(queued.begin(), queued.end(), [](auto& q) { return q.ip.finished(); }); },
+            100000));
+        ASSERT_TRUE(step_until([&] { return blocker.finished(); }, 100000));
+        EXPECT_EQ(order, expected) << "round " << round;
+    }
+}
+
 TEST_F(Threaded, AbortingAQueuedJobRemovesIt) {
     kaa::ThreadPool serial("serial", 1);
     std::promise<void> release;
@@ -174,6 +227,81 @@ TEST_F(Threaded, StopTokenParameter) {
     auto& pool = kaa::ThreadPool::default_pool();
     ASSERT_TRUE(poll_until([&] { return pool.stats().running == 0; }));
     loop.step(kaa::Duration::zero());
+}
+
+// The stop token's shared state is made on demand (most jobs never ask):
+// a token asked for after the abort is already requested.
+TEST_F(Threaded, StopTokenAskedForAfterTheAbortIsRequested) {
+    std::latch started(1);
+    std::latch aborted(1);
+    std::promise<bool> seen;
+    auto ip = kaa::threaded([&] {
+        started.count_down();
+        aborted.wait();
+        std::stop_token st = kaa::this_job::stop_token();
+        seen.set_value(st.stop_possible() && st.stop_requested() && kaa::this_job::aborted());
+    });
+    started.wait();
+    ip.abort();
+    aborted.count_down();
+    EXPECT_TRUE(seen.get_future().get());
+    auto& pool = kaa::ThreadPool::default_pool();
+    ASSERT_TRUE(poll_until([&] { return pool.stats().running == 0; }));
+}
+
+// A token taken before the abort gets it: its stop callbacks run (on the
+// aborting thread, inside abort()), and this_job::stop_token() is the same
+// token as the parameter.
+TEST_F(Threaded, StopCallbackRunsWhenTheAbortComesAfterTheToken) {
+    std::latch registered(1);
+    std::promise<std::thread::id> called;
+    std::atomic<bool> same{false};
+    auto ip = kaa::threaded([&](std::stop_token st) {
+        same = kaa::this_job::stop_token() == st;
+        std::stop_callback cb(st, [&] { called.set_value(std::this_thread::get_id()); });
+        registered.count_down();
+        std::mutex m;
+        std::condition_variable_any cv;
+        std::unique_lock lk(m);
+        cv.wait(lk, st, [] { return false; });  // returns on the stop request
+        throw InProgressAborted("obeyed");
+    });
+    registered.wait();
+    auto fut = called.get_future();
+    ip.abort();
+    ASSERT_EQ(fut.wait_for(0s), std::future_status::ready);
+    EXPECT_EQ(fut.get(), std::this_thread::get_id());
+    EXPECT_TRUE(same.load());
+    auto& pool = kaa::ThreadPool::default_pool();
+    ASSERT_TRUE(poll_until([&] { return pool.stats().running == 0; }));
+}
+
+namespace {
+// Records the thread that destroys it (moved-from copies record nothing).
+struct ThreadProbe {
+    std::shared_ptr<std::atomic<std::thread::id>> where;
+    explicit ThreadProbe(std::shared_ptr<std::atomic<std::thread::id>> w) : where(std::move(w)) {}
+    ThreadProbe(ThreadProbe&&) noexcept = default;
+    ~ThreadProbe() {
+        if (where)
+            where->store(std::this_thread::get_id());
+    }
+};
+} // namespace
+
+// The job lives in its InProgress state: when nobody holds the InProgress
+// any more, the worker still hands its reference to the loop with the
+// result, so the value is destroyed on the loop thread, not on the worker.
+TEST_F(Threaded, AValueNobodyWaitsForIsReleasedOnTheLoopThread) {
+    auto where = std::make_shared<std::atomic<std::thread::id>>();
+    std::latch go(1);
+    kaa::threaded([&go, where] {
+        go.wait();
+        return ThreadProbe(where);
+    });  // the handle goes at once
+    go.count_down();
+    ASSERT_TRUE(step_until([&] { return where->load() != std::thread::id(); }, 100000));
+    EXPECT_EQ(where->load(), std::this_thread::get_id());
 }
 
 TEST_F(Threaded, LateExceptionAfterAbortIsReported) {

@@ -22,9 +22,12 @@
 //    abort, and every pool thread is joined.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <stop_token>
 #include <string>
 #include <tuple>
@@ -37,8 +40,8 @@
 namespace kaa {
 
 namespace detail {
-class Job;
 class PoolImpl;
+struct ProgressChannel;
 } // namespace detail
 
 /// Statistics of a pool, for tests, benchmarks and diagnostics.
@@ -117,9 +120,51 @@ inline constexpr MainThreadTag main_thread{};
 
 namespace detail {
 
-/// Queues a job on `pool` (nullptr: by `opts.pool`). `body(job)` runs on a
-/// worker; it must store the result in `state` and return whether it threw.
-void submit_job(std::shared_ptr<StateBase> state, const ThreadOptions& opts, UniqueFunction<void()> body);
+/// A threaded job's bookkeeping (library plumbing). It lives inside its
+/// InProgress state (JobState), so that a job costs one allocation: the
+/// pool's queue, the worker and the delivery hold it through shared_ptrs
+/// that share the state's control block.
+class Job {
+public:
+    enum class Phase : std::uint8_t { queued, running, done };
+
+    StateBase* state = nullptr;  // the state this job is part of; loop-confined
+    UniqueFunction<void()> body;
+    int priority = 0;
+    Phase phase = Phase::queued;  // guarded by the pool's mutex
+    std::shared_ptr<ProgressChannel> progress;
+    std::weak_ptr<PoolImpl> pool;
+    // The outcome, set by the worker before it posts the delivery (which
+    // then carries only the Job, small enough not to allocate).
+    UniqueFunction<void()> publish;
+    std::exception_ptr error;
+
+    /// Asks the job to stop (any thread): aborted() turns true, and the stop
+    /// token, if the job took one, is requested. Stop callbacks run on the
+    /// calling thread, outside any lock.
+    void request_stop();
+    bool stop_requested() const noexcept { return stop_flag_.load(std::memory_order_acquire); }
+    /// The job's stop token. Most jobs never ask for one: its shared state is
+    /// allocated on the first call (already requested if the job was).
+    std::stop_token stop_token();
+
+private:
+    std::atomic<bool> stop_flag_{false};
+    std::mutex stop_mutex_;                       // guards stop_'s creation
+    std::stop_source stop_{std::nostopstate};     // created by stop_token()
+};
+
+/// The state of a threaded job's InProgress, with the job inside it.
+template <class R>
+class JobState final : public State<R> {
+public:
+    JobState() noexcept {}  // user-provided: see StateBase()
+    Job job;
+};
+
+/// Queues `job` (part of `state`) on the pool named by `opts.pool`. Its body
+/// runs on a worker and reports through job_succeeded() / job_failed().
+void submit_job(std::shared_ptr<StateBase> state, Job& job, const ThreadOptions& opts, UniqueFunction<void()> body);
 /// Called by a job body with the exception that escaped the callable.
 void job_failed(std::exception_ptr e) noexcept;
 /// Called by a job body when the callable returned normally.
@@ -152,11 +197,13 @@ template <class F, class... A>
 auto threaded(const ThreadOptions& opts, F&& fn, A&&... args) {
     using Fn = std::decay_t<F>;
     using R = typename detail::job_result<Fn, std::decay_t<A>...>::type;
-    auto state = std::make_shared<detail::State<R>>();
+    auto state = std::make_shared<detail::JobState<R>>();
     ThreadInProgress<R> ip(state);
+    detail::State<R>* s = state.get();
+    detail::Job& job = state->job;
     detail::submit_job(
-        state, opts,
-        [s = state.get(), fn = Fn(std::forward<F>(fn)), args = std::make_tuple(std::forward<A>(args)...)]() mutable {
+        std::move(state), job, opts,
+        [s, fn = Fn(std::forward<F>(fn)), args = std::make_tuple(std::forward<A>(args)...)]() mutable {
             // The exception leaves the catch block while `error` still holds
             // it, then moves to the loop: its last reference always goes on
             // the loop thread, never on this worker behind the loop's back.

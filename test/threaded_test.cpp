@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -168,6 +169,45 @@ TEST_F(Threaded, ManyPrioritiesRunInStableOrder) {
             100000));
         ASSERT_TRUE(step_until([&] { return blocker.finished(); }, 100000));
         EXPECT_EQ(order, expected) << "round " << round;
+    }
+}
+
+// Job states are recycled per thread (a bounded cache of one block size;
+// larger states are allocated normally): rounds of more jobs in flight than
+// the cache holds, with small and large results, all deliver their own value.
+TEST_F(Threaded, RecycledJobStatesKeepTheirValues) {
+    struct Big {
+        std::array<char, 2048> bytes;
+    };
+    for (int round = 0; round < 3; ++round) {
+        std::vector<InProgress<int>> small;
+        std::vector<InProgress<std::string>> text;
+        std::vector<InProgress<Big>> big;
+        for (int i = 0; i < 700; ++i) {
+            small.push_back(kaa::threaded([i] { return i * 3; }));
+            if (i % 7 == 0) {
+                text.push_back(kaa::threaded([i] { return std::string(100, static_cast<char>('a' + i % 26)); }));
+                big.push_back(kaa::threaded([i] {
+                    Big b;
+                    b.bytes.fill(static_cast<char>(i % 100));
+                    return b;
+                }));
+            }
+        }
+        ASSERT_TRUE(step_until([&] { return small.back().finished() && text.back().finished() && big.back().finished(); },
+                               100000));
+        ASSERT_TRUE(step_until([&] { return std::all_of(small.begin(), small.end(), [](auto& ip) { return ip.finished(); }); },
+                               100000));
+        ASSERT_TRUE(step_until([&] { return std::all_of(big.begin(), big.end(), [](auto& ip) { return ip.finished(); }) &&
+                                            std::all_of(text.begin(), text.end(), [](auto& ip) { return ip.finished(); }); },
+                               100000));
+        for (int i = 0; i < 700; ++i)
+            ASSERT_EQ(small[static_cast<std::size_t>(i)].result(), i * 3);
+        for (std::size_t k = 0; k < text.size(); ++k) {
+            int i = static_cast<int>(k) * 7;
+            ASSERT_EQ(text[k].result(), std::string(100, static_cast<char>('a' + i % 26)));
+            ASSERT_EQ(big[k].result().bytes[2047], static_cast<char>(i % 100));
+        }
     }
 }
 

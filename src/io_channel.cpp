@@ -247,7 +247,10 @@ InProgress<std::string> ChannelCore::read_bytes(std::size_t n) { return request(
 InProgress<std::string> ChannelCore::readline() { return request(Want::line, 0); }
 
 InProgress<std::string> ChannelCore::request(Want want, std::size_t n) {
-    if (reads_.empty()) {
+    // Served at once from the buffer, or with the final answer at the end of
+    // the stream; the usual read() of an empty buffer skips straight to
+    // queueing.
+    if (reads_.empty() && (end_ > begin_ || eof_ || read_error_ || !open_ || (want == Want::bytes && n == 0))) {
         std::optional<std::string> value;
         std::exception_ptr error;
         if (try_serve(want, n, value, error)) {
@@ -469,6 +472,15 @@ void ChannelCore::maybe_emit_closed() {
 // aborted before its first byte went out is really not sent, even if its
 // wait had already completed when abort() ran.
 
+InProgress<void> ChannelCore::written_at_once() {
+    if (!written_) {
+        auto s = std::make_shared<State<void>>();
+        InProgress<void>(s).finish();
+        written_ = std::move(s);
+    }
+    return InProgress<void>(written_);
+}
+
 InProgress<void> ChannelCore::write(std::string data) {
     if (!open_)
         return make_failed<void>(closed_error(kind, "write(): the channel is closed"));
@@ -477,13 +489,13 @@ InProgress<void> ChannelCore::write(std::string data) {
     std::size_t off = 0;
     if (writes_.empty()) {
         if (data.empty())
-            return make_finished<void>();
+            return written_at_once();
         // Most writes fit in the kernel's buffer: try at once, and finish
         // without a trip through the loop.
         boost::system::error_code ec;
         off = write_now(data.data(), data.size(), ec);
         if (!ec && off == data.size())
-            return make_finished<void>();
+            return written_at_once();
         if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
             write_error_ = io_error(ec, std::string(kind) + "::write()");
             return make_failed<void>(write_error_);

@@ -123,6 +123,11 @@ private:
     };
 
     InProgress<std::string> request(Want want, std::size_t n);
+    /// A finished InProgress<void> for a write that went out at once: one
+    /// state per channel, made on the first such write and handed out again
+    /// (a finished state never changes), so the common write allocates no
+    /// state. Writes that go out at once compare equal (doc/io.md).
+    InProgress<void> written_at_once();
     /// The result for `want` from the buffer, if it can be served now;
     /// at the end of the stream, the final answer (or an error).
     bool try_serve(Want want, std::size_t n, std::optional<std::string>& value, std::exception_ptr& error);
@@ -150,6 +155,7 @@ private:
 
     std::deque<ReadRequest> reads_;
     std::deque<WriteRequest> writes_;
+    std::shared_ptr<State<void>> written_;  // see written_at_once()
     std::unique_ptr<IOChannel::Signals> signals_;
 
     std::exception_ptr read_error_;

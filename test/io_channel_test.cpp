@@ -41,6 +41,46 @@ TEST_F(IOChannelTest, ReadGetsWhatWasWritten) {
     EXPECT_EQ(r.result(), "hello");
 }
 
+// Writes that go out at once share one finished state per channel (no
+// allocation per write); each still behaves as a finished InProgress.
+TEST_F(IOChannelTest, AWriteThatWentOutAtOnceIsANormalFinishedInProgress) {
+    auto w1 = writer.write("one");
+    auto w2 = writer.write("two");
+    auto empty = writer.write("");
+    for (const InProgress<void>* w : {&w1, &w2, &empty}) {
+        EXPECT_TRUE(finished_ok(*w));
+        int called = 0, finished = 0;
+        w->connect([&] { ++called; });  // already finished: called at once
+        w->connect_finished([&] { ++finished; });
+        w->connect_exception([&](std::exception_ptr) { ADD_FAILURE() << "no failure expected"; });
+        EXPECT_EQ(called, 1);
+        EXPECT_EQ(finished, 1);
+        EXPECT_NO_THROW(w->result());
+        EXPECT_EQ(w->exception(), nullptr);
+        EXPECT_THROW(w->abort(), AlreadyFinished);
+    }
+    // Connecting to one did not leave anything behind for the next write.
+    int later = 0;
+    auto w3 = writer.write("three");
+    w3.connect([&] { ++later; });
+    EXPECT_EQ(later, 1);
+    // In a coroutine, await returns at once.
+    auto co = coroutine([&] {
+        this_coroutine::await(writer.write("four"));
+        return 4;
+    });
+    EXPECT_TRUE(finished_ok(co));
+    auto r = reader.read_bytes(15);
+    ASSERT_TRUE(step_until([&] { return r.finished(); }));
+    EXPECT_EQ(r.result(), "onetwothreefour");
+    // Once the channel is closed, a write fails on its own state.
+    writer.close();
+    auto failed = writer.write("x");
+    EXPECT_TRUE(failed.failed());
+    EXPECT_TRUE(holds<ConnectionClosed>(failed.exception()));
+    EXPECT_TRUE(finished_ok(w1));
+}
+
 TEST_F(IOChannelTest, ReadlineKeepsPartialLinesBuffered) {
     auto l1 = reader.readline();
     writer.write("first li");

@@ -259,7 +259,7 @@ InProgress<std::string> ChannelCore::request(Want want, std::size_t n) {
             return make_finished<std::string>(std::move(*value));
         }
     }
-    auto state = std::make_shared<State<std::string>>();
+    auto state = make_state<State<std::string>>();
     StateBase* raw = state.get();
     state->set_abort_hook([weak = weak_from_this(), raw](const InProgressAborted&, std::exception_ptr) {
         if (auto self = weak.lock())
@@ -501,7 +501,7 @@ InProgress<void> ChannelCore::write(std::string data) {
             return make_failed<void>(write_error_);
         }
     }
-    auto state = std::make_shared<State<void>>();
+    auto state = make_state<State<void>>();
     if (off == 0) {
         StateBase* raw = state.get();
         state->set_abort_hook([weak = weak_from_this(), raw](const InProgressAborted&, std::exception_ptr) {

@@ -185,7 +185,7 @@ private:
 
 InProgress<void> ready(int fd, asio::posix::stream_descriptor::wait_type w, const char* what) {
     check_loop_thread(what);
-    auto state = std::make_shared<State<void>>();
+    auto state = make_state<State<void>>();
     std::make_shared<ReadyWait>(fd, what)->start(w, state);
     return InProgress<void>(std::move(state));
 }

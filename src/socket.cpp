@@ -89,7 +89,7 @@ public:
         if (is_open() || connect_ || opened_once_)
             throw UsageError(what + ": this socket is already connected, connecting or closed; use a new "
                                     "Socket for a new connection");
-        auto state = std::make_shared<State<void>>();
+        auto state = make_state<State<void>>();
         connect_ = state;
         what_ = what;
         state->set_abort_hook([weak = weak_from_this()](const InProgressAborted&, std::exception_ptr) {
@@ -318,7 +318,7 @@ public:
         if (!listening())
             return make_failed<Socket>(std::make_exception_ptr(ConnectionClosed(
                 std::make_error_code(std::errc::operation_canceled), "Listener::accept(): the listener is closed")));
-        auto state = std::make_shared<State<Socket>>();
+        auto state = make_state<State<Socket>>();
         StateBase* raw = state.get();
         state->set_abort_hook([weak = weak_from_this(), raw](const InProgressAborted&, std::exception_ptr) {
             if (auto self = weak.lock())

@@ -150,7 +150,7 @@ auto coroutine(const CoroutineOptions& opts, F&& fn, A&&... args) {
     using R = detail::coroutine_result_t<F, A...>;
     if (opts.policy != Policy::none)
         detail::throw_policy_without_definition();
-    auto state = std::make_shared<detail::State<R>>();
+    auto state = detail::make_state<detail::State<R>>();
     CoroutineInProgress<R> ip(state);
     detail::State<R>* raw = state.get();
     detail::start_coroutine(std::move(state), opts,
@@ -253,7 +253,7 @@ public:
         if (policy_ == Policy::singleton && last.valid())
             return CoroutineInProgress<R>(last);
 
-        auto state = std::make_shared<detail::State<R>>();
+        auto state = detail::make_state<detail::State<R>>();
         CoroutineInProgress<R> ip(state);
         detail::State<R>* raw = state.get();
         auto body = detail::make_coroutine_body<R>(raw, fn_,

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "kaa/detail/function.hpp"
+#include "kaa/detail/state_alloc.hpp"
 #include "kaa/detail/loop_access.hpp"
 #include "kaa/errors.hpp"
 #include "kaa/fwd.hpp"
@@ -321,7 +322,7 @@ public:
     using value_type = T;
 
     /// A new, pending operation.
-    InProgress() : InProgressRef(std::make_shared<StateT>()) {}
+    InProgress() : InProgressRef(detail::make_state<StateT>()) {}
     /// An empty handle (no operation).
     InProgress(std::nullptr_t) noexcept {}
     /// Adopts a state (library plumbing).

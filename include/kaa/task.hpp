@@ -74,7 +74,7 @@ private:
 
 template <class T>
 struct TaskPromiseBase {
-    std::shared_ptr<State<T>> state = std::make_shared<State<T>>();
+    std::shared_ptr<State<T>> state = make_state<State<T>>();
     TaskCore core;
     std::optional<std::conditional_t<std::is_void_v<T>, bool, T>> value;
 

@@ -162,32 +162,9 @@ public:
     Job job;
 };
 
-/// Memory for JobState blocks: each thread keeps the blocks it frees (up to
-/// a bound) for the next jobs it creates, so that a loop with many jobs in
-/// flight does not go through malloc's slow paths twice per job.
-void* job_state_allocate(std::size_t bytes);
-void job_state_deallocate(void* p, std::size_t bytes) noexcept;
-
-template <class T>
-struct JobStateAllocator {
-    using value_type = T;
-    JobStateAllocator() noexcept = default;
-    template <class U>
-    JobStateAllocator(const JobStateAllocator<U>&) noexcept {}
-    T* allocate(std::size_t n) { return static_cast<T*>(job_state_allocate(n * sizeof(T))); }
-    void deallocate(T* p, std::size_t n) noexcept { job_state_deallocate(p, n * sizeof(T)); }
-    template <class U>
-    bool operator==(const JobStateAllocator<U>&) const noexcept {
-        return true;
-    }
-};
-
 template <class R>
 std::shared_ptr<JobState<R>> make_job_state() {
-    if constexpr (alignof(JobState<R>) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__)
-        return std::allocate_shared<JobState<R>>(JobStateAllocator<JobState<R>>());
-    else
-        return std::make_shared<JobState<R>>();
+    return make_state<JobState<R>>();
 }
 
 /// Queues `job` (part of `state`) on the pool named by `opts.pool`. Its body

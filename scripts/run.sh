@@ -44,7 +44,7 @@ die() {
 usage() {
     cat >&2 <<'EOF'
 usage: bash scripts/run.sh sample   # install what is missing, build, run the flagship sample
-       bash scripts/run.sh test     # install what is missing, build, run all tests (plain and ASan+UBSan)
+       bash scripts/run.sh test     # install what is missing, build, run all tests (plain, ASan+UBSan, TSan)
 EOF
     exit 2
 }

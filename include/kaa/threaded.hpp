@@ -162,11 +162,6 @@ public:
     Job job;
 };
 
-template <class R>
-std::shared_ptr<JobState<R>> make_job_state() {
-    return make_state<JobState<R>>();
-}
-
 /// Queues `job` (part of `state`) on the pool named by `opts.pool`. Its body
 /// runs on a worker and reports through job_succeeded() / job_failed().
 void submit_job(std::shared_ptr<StateBase> state, Job& job, const ThreadOptions& opts, UniqueFunction<void()> body);
@@ -202,7 +197,7 @@ template <class F, class... A>
 auto threaded(const ThreadOptions& opts, F&& fn, A&&... args) {
     using Fn = std::decay_t<F>;
     using R = typename detail::job_result<Fn, std::decay_t<A>...>::type;
-    auto state = detail::make_job_state<R>();
+    auto state = detail::make_state<detail::JobState<R>>();
     ThreadInProgress<R> ip(state);
     detail::State<R>* s = state.get();
     detail::Job& job = state->job;

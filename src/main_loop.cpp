@@ -96,6 +96,11 @@ struct MainLoop::Impl {
     // remote_pending: step() sets this, then looks at remote_pending; a
     // poster sets remote_pending, then looks at this.
     std::atomic<bool> asio_waiting{false};
+    // Posters between deciding to wake Asio (under remote_mutex) and having
+    // woken it (after unlocking, so that the woken loop thread does not run
+    // straight into the mutex the poster still holds). The destructor waits
+    // for them before the io_context goes.
+    std::atomic<int> wakers{0};
 
     std::atomic<bool> stop_requested{false};
     bool running = false;
@@ -207,6 +212,8 @@ MainLoop::~MainLoop() {
         remote.swap(impl_->remote);
     }
     remote.clear();
+    while (impl_->wakers.load(std::memory_order_acquire) != 0)
+        std::this_thread::yield();
     impl_->guard.reset();
     impl_.reset();
 }
@@ -306,24 +313,37 @@ void MainLoop::post(detail::UniqueFunction<void()> fn) {
 }
 
 bool MainLoop::Impl::post_remote(MainLoop* loop, Task& fn) {
-    std::lock_guard lock(g_remote_mutex);
-    MainLoop* current = g_current.load(std::memory_order_relaxed);
-    if (!current || (loop && loop != current))
-        return false;
-    // The lock is held: the loop cannot go away until this returns.
-    Impl& im = *current->impl_;
-    bool was_empty = im.remote.empty();
-    im.remote.push_back(std::move(fn));
-    im.remote_pending.store(true, std::memory_order_seq_cst);
-    if (!was_empty)
-        return true;
-    // Guest mode: the host loop dispatches, unless the loop thread is in a
-    // nested blocking step (InProgress::wait), which only Asio can wake.
-    // Called under the lock: detach_host() clears the hook under it.
-    if (im.host_wakeup && !im.host_waiting)
-        im.host_wakeup();
-    else if (im.host_waiting || im.asio_waiting.load(std::memory_order_seq_cst))
-        im.wake();
+    Impl* waking = nullptr;
+    {
+        std::lock_guard lock(g_remote_mutex);
+        MainLoop* current = g_current.load(std::memory_order_relaxed);
+        if (!current || (loop && loop != current))
+            return false;
+        // The lock is held: the loop cannot go away until it is released.
+        Impl& im = *current->impl_;
+        bool was_empty = im.remote.empty();
+        im.remote.push_back(std::move(fn));
+        im.remote_pending.store(true, std::memory_order_seq_cst);
+        if (!was_empty)
+            return true;
+        // Guest mode: the host loop dispatches, unless the loop thread is in a
+        // nested blocking step (InProgress::wait), which only Asio can wake.
+        // Called under the lock: detach_host() clears the hook under it.
+        if (im.host_wakeup && !im.host_waiting) {
+            im.host_wakeup();
+            return true;
+        }
+        if (!im.host_waiting && !im.asio_waiting.load(std::memory_order_seq_cst))
+            return true;
+        // Wake Asio after unlocking: `wakers` keeps the io_context alive.
+        im.wakers.fetch_add(1, std::memory_order_relaxed);
+        waking = &im;
+    }
+    struct Done {
+        Impl& im;
+        ~Done() { im.wakers.fetch_sub(1, std::memory_order_release); }
+    } done{*waking};
+    waking->wake();
     return true;
 }
 

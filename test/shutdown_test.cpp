@@ -227,6 +227,24 @@ TEST(ShutdownRace, FinishFromAWorkerWhileTheLoopIsDestroyedIsDeliveredOrFails) {
     EXPECT_EQ(values + lost, kRaceIterations);
 }
 
+TEST(ShutdownRace, LoopDestroyedRightAfterAPostFromAnotherThreadWokeIt) {
+    // A post from another thread wakes the blocked loop after releasing the
+    // loop's queue lock (so the woken loop does not run into it); the loop
+    // may run the task and be destroyed while the poster is still inside
+    // Asio's post. The destructor waits for it: no use after free (ASan,
+    // TSan), and the task always ran in the one blocking step.
+    for (int i = 0; i < kRaceIterations; ++i) {
+        std::optional<kaa::MainLoop> loop(std::in_place);
+        kaa::MainLoop* l = &*loop;
+        bool ran = false;
+        std::thread worker([&] { l->post([&] { ran = true; }); });
+        EXPECT_TRUE(loop->step());
+        loop.reset();
+        worker.join();
+        ASSERT_TRUE(ran) << i;
+    }
+}
+
 TEST(ShutdownRace, WorkerPostingInALoopWhileTheLoopIsDestroyed) {
     // A worker keeps posting through post_to_loop (InProgress callbacks
     // connected from another thread) while the loop goes away: each post

@@ -1,8 +1,11 @@
-// kaa::glib against a real GLib main loop (g_main_loop_run): timers, a
-// coroutine on a delay and a threaded job, cross-thread posts, abort from a
-// GLib callback, time slices that do not starve higher GLib priorities, and
-// detach/shutdown. Every test ends by quitting the GMainLoop from a kaa
-// callback; a generous GLib timeout only turns a hang into a failure.
+// kaa::glib against a real GLib main loop (g_main_loop_run). What every host
+// must do -- timers, a coroutine on a delay and a threaded job, cross-thread
+// posts, abort from a host callback, time slices that do not starve the
+// host, shutdown and detach -- is the shared HostConformance suite
+// (host_conformance.hpp), instantiated here; the tests below are GLib's own:
+// priorities, quit hooks, attaching rules, lifetime. Every test ends by
+// quitting the GMainLoop from a kaa callback; a generous GLib timeout only
+// turns a hang into a failure.
 #include "kaa/glib.hpp"
 
 #include <gtest/gtest.h>
@@ -10,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -22,6 +26,8 @@
 #include "kaa/in_progress_all.hpp"
 #include "kaa/threaded.hpp"
 #include "kaa/timer.hpp"
+#include "glib_support.hpp"
+#include "host_conformance.hpp"
 #include "test_support.hpp"
 
 using kaa::Duration;
@@ -30,145 +36,63 @@ using namespace std::chrono_literals;
 
 namespace {
 
+/// Runs a GLib main loop on the default context until something quits it;
+/// false if the fail-safe had to (it bounds a hang; it is not a timing check).
+bool run_glib_loop(GMainLoop* gloop) {
+    struct Failsafe {
+        GMainLoop* gloop;
+        bool fired = false;
+    } failsafe{gloop};
+    guint id = g_timeout_add_seconds(
+        30,
+        [](gpointer p) -> gboolean {
+            auto* f = static_cast<Failsafe*>(p);
+            f->fired = true;
+            g_main_loop_quit(f->gloop);
+            return G_SOURCE_REMOVE;
+        },
+        &failsafe);
+    g_main_loop_run(gloop);
+    if (!failsafe.fired)
+        g_source_remove(id);
+    return !failsafe.fired;
+}
+
+/// The host-conformance adapter (host_conformance.hpp): kaa::glib::Guest on
+/// the default context, quitting a GMainLoop.
+class GlibHost {
+public:
+    static constexpr const char* name = "Guest";
+    explicit GlibHost(kaa::MainLoop& loop) : loop_(loop), gloop_(g_main_loop_new(nullptr, FALSE)) {}
+    ~GlibHost() { g_main_loop_unref(gloop_); }
+    void attach() { guest_.emplace(loop_, gloop_); }
+    void detach() { guest_.reset(); }
+    bool run() { return run_glib_loop(gloop_); }
+    void post_host(std::function<void()> fn) { posted_.post(nullptr, std::move(fn)); }
+    bool on_host_thread() const { return g_main_context_is_owner(g_main_context_default()); }
+
+private:
+    kaa::MainLoop& loop_;
+    GMainLoop* gloop_;
+    std::optional<kaa::glib::Guest> guest_;
+    kaa::test::GlibCallbacks posted_;
+};
+
+using namespace kaa::test; // HostConformance and its registration
+INSTANTIATE_TYPED_TEST_SUITE_P(Glib, HostConformance, GlibHost, HostName);
+
 class GlibTest : public LoopTest {
 protected:
     GlibTest() : gloop(g_main_loop_new(nullptr, FALSE)) {}
     ~GlibTest() override { g_main_loop_unref(gloop); }
 
-    /// Runs the GLib main loop until something quits it. A hang fails the
-    /// test after 30 s instead of blocking ctest.
-    void run_glib() {
-        timed_out = false;
-        guint failsafe = g_timeout_add_seconds(
-            30,
-            [](gpointer self) -> gboolean {
-                auto* t = static_cast<GlibTest*>(self);
-                t->timed_out = true;
-                g_main_loop_quit(t->gloop);
-                return G_SOURCE_REMOVE;
-            },
-            this);
-        g_main_loop_run(gloop);
-        if (!timed_out)
-            g_source_remove(failsafe);
-        EXPECT_FALSE(timed_out) << "the GLib loop was not quit by kaa: the notifier stalled";
-    }
-
+    void run_glib() { EXPECT_TRUE(run_glib_loop(gloop)) << "the GLib loop was not quit by kaa: the notifier stalled"; }
     void quit() { g_main_loop_quit(gloop); }
 
     GMainLoop* gloop;
-    bool timed_out = false;
 };
 
 } // namespace
-
-TEST_F(GlibTest, TimersFireInOrder) {
-    kaa::glib::Guest guest(loop, gloop);
-    std::vector<int> order;
-    kaa::OneShotTimer t3([&] {
-        order.push_back(3);
-        loop.stop(); // the quit hook ends g_main_loop_run
-    });
-    kaa::OneShotTimer t1([&] { order.push_back(1); });
-    kaa::OneShotTimer t2([&] { order.push_back(2); });
-    t3.start(30ms);
-    t1.start(5ms);
-    t2.start(15ms);
-    run_glib();
-    EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
-}
-
-TEST_F(GlibTest, CoroutineWaitsOnADelayAndAThreadedJob) {
-    kaa::glib::Guest guest(loop, gloop);
-    std::thread::id job_thread;
-    auto ip = kaa::coroutine([&] {
-        kaa::this_coroutine::await(kaa::delay(5ms));
-        int v = kaa::this_coroutine::await(kaa::threaded([&] {
-            job_thread = std::this_thread::get_id();
-            return 42;
-        }));
-        return v + 1;
-    });
-    EXPECT_FALSE(ip.finished()) << "it waits for the delay";
-    bool on_loop_thread = false;
-    ip.connect([&](int) {
-        on_loop_thread = loop.is_main_thread();
-        quit();
-    });
-    run_glib();
-    ASSERT_TRUE(ip.finished());
-    EXPECT_EQ(ip.result(), 43);
-    EXPECT_TRUE(on_loop_thread);
-    EXPECT_NE(job_thread, std::this_thread::get_id());
-}
-
-TEST_F(GlibTest, CallbackPostedFromAWorkerRunsOnTheHostThread) {
-    kaa::glib::Guest guest(loop, gloop);
-    std::thread::id ran_on;
-    bool owner = false;
-    std::thread worker([&] {
-        loop.post([&] {
-            ran_on = std::this_thread::get_id();
-            owner = g_main_context_is_owner(g_main_context_default());
-            quit();
-        });
-    });
-    run_glib();
-    worker.join();
-    EXPECT_EQ(ran_on, std::this_thread::get_id());
-    EXPECT_TRUE(owner) << "kaa work runs inside GLib's dispatch";
-}
-
-TEST_F(GlibTest, ManyPostsFromWorkersAllArrive) {
-    kaa::glib::Guest guest(loop, gloop);
-    constexpr int kThreads = 4, kPosts = 500;
-    int count = 0;
-    std::vector<std::thread> workers;
-    for (int t = 0; t < kThreads; ++t)
-        workers.emplace_back([&] {
-            for (int i = 0; i < kPosts; ++i)
-                loop.post([&] {
-                    if (++count == kThreads * kPosts)
-                        quit();
-                });
-        });
-    run_glib();
-    for (auto& w : workers)
-        w.join();
-    EXPECT_EQ(count, kThreads * kPosts);
-}
-
-TEST_F(GlibTest, CoroutineIsAbortedFromAGlibCallback) {
-    kaa::glib::Guest guest(loop, gloop);
-    bool saw_abort = false;
-    auto ip = kaa::coroutine([&] {
-        try {
-            kaa::this_coroutine::await(kaa::delay(1h));
-        } catch (const kaa::InProgressAborted&) {
-            saw_abort = true;
-            throw;
-        }
-    });
-    std::exception_ptr error;
-    ip.connect_exception([&](std::exception_ptr e) {
-        error = e;
-        quit();
-    });
-    struct Ctx {
-        kaa::CoroutineInProgress<void>* ip;
-    } ctx{&ip};
-    g_timeout_add(
-        5,
-        [](gpointer p) -> gboolean {
-            static_cast<Ctx*>(p)->ip->abort();
-            return G_SOURCE_REMOVE;
-        },
-        &ctx);
-    run_glib();
-    EXPECT_TRUE(saw_abort);
-    EXPECT_TRUE(kaa::test::holds<kaa::InProgressAborted>(error));
-    EXPECT_EQ(kaa::active_coroutines(), 0u);
-}
 
 TEST_F(GlibTest, TimeSlicesInterleaveAndDoNotStarveAHigherPriorityIdle) {
     kaa::glib::Guest guest(loop, gloop);
@@ -210,28 +134,10 @@ TEST_F(GlibTest, TimeSlicesInterleaveAndDoNotStarveAHigherPriorityIdle) {
     EXPECT_EQ(without_r, expected) << "time slices interleave one by one";
 }
 
-TEST_F(GlibTest, ShutdownAndDetachLeaveNothingRunning) {
+TEST_F(GlibTest, DetachRemovesKaasSourcesFromTheContext) {
     auto guest = kaa::glib::attach(loop, gloop);
-    std::mutex m;
-    std::condition_variable_any cv;
-    auto job = kaa::threaded([&](std::stop_token stop) {
-        loop.post([&] { quit(); }); // it runs: time to shut down
-        std::unique_lock lock(m);
-        cv.wait(lock, stop, [] { return false; }); // until aborted
-    });
-    auto co = kaa::coroutine([&] { kaa::this_coroutine::await(kaa::delay(1h)); });
-    kaa::Timer timer([] {});
-    timer.start(1h);
+    loop.post([&] { quit(); });
     run_glib();
-    EXPECT_EQ(kaa::active_coroutines(), 1u);
-
-    // What run() does at its end; with a host, the application calls it.
-    loop.shutdown();
-    EXPECT_EQ(kaa::active_coroutines(), 0u);
-    EXPECT_TRUE(co.failed());
-    EXPECT_TRUE(job.finished()) << "the running job saw the stop request and returned";
-    EXPECT_EQ(kaa::ThreadPool::default_pool().stats().threads, 0u) << "the pool's threads are joined";
-
     guest.detach();
     EXPECT_FALSE(guest.attached());
     EXPECT_FALSE(loop.host_attached());
@@ -289,19 +195,6 @@ TEST_F(GlibTest, AttachOffTheLoopThreadOrToAContextOwnedElsewhereThrowsWrongThre
     owner.join();
     { kaa::glib::Guest guest(loop, ctx); EXPECT_TRUE(guest.attached()); }
     g_main_context_unref(ctx);
-}
-
-TEST_F(GlibTest, NestedWaitInsideAGlibDispatchCompletes) {
-    kaa::glib::Guest guest(loop, gloop);
-    int value = 0;
-    loop.post([&] {
-        auto job = kaa::threaded([] { return 7; });
-        job.wait(); // nested kaa iterations inside GLib's dispatch
-        value = job.result();
-        quit();
-    });
-    run_glib();
-    EXPECT_EQ(value, 7);
 }
 
 TEST(GlibLifetime, MainLoopDestroyedBeforeTheGuestDetachesIt) {

@@ -3,8 +3,10 @@
 // threaded mode (kaa::qt::ThreadedHost, a kaa thread waits and posts each
 // dispatch to Qt). Every test ends the Qt loop from a kaa callback
 // (loop.stop() quits Qt); a fail-safe Qt timer fails the test instead of
-// letting it hang. ctest runs the suite twice: with Qt's default (GLib-based)
-// event dispatcher and with its own UNIX one (QT_NO_GLIB=1).
+// letting it hang. What every host must do is the shared HostConformance
+// suite (host_conformance.hpp), instantiated here for both modes; the tests
+// below are Qt's own. ctest runs the binary twice: with Qt's default
+// (GLib-based) event dispatcher and with its own UNIX one (QT_NO_GLIB=1).
 #include "kaa/qt.hpp"
 
 #include <gtest/gtest.h>
@@ -18,6 +20,7 @@
 #include <optional>
 #include <stop_token>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <QCoreApplication>
@@ -29,15 +32,55 @@
 #include "kaa/main_loop.hpp"
 #include "kaa/threaded.hpp"
 #include "kaa/timer.hpp"
+#include "host_conformance.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
+using namespace kaa::test; // HostConformance and its registration
+
 int g_argc = 1;
 char g_arg0[] = "qt_test";
 char* g_argv[] = {g_arg0, nullptr};
+
+// Runs Qt's event loop until kaa's loop.stop() quits it; false if the
+// fail-safe had to end it (it bounds a hang; it is not a timing check) or
+// Qt exited with an error.
+bool exec_qt() {
+    bool hung = false;
+    QTimer failsafe;
+    failsafe.setSingleShot(true);
+    QObject::connect(&failsafe, &QTimer::timeout, [&] {
+        hung = true;
+        QCoreApplication::exit(3);
+    });
+    failsafe.start(30s);
+    const int rc = QCoreApplication::exec();
+    return !hung && rc == 0;
+}
+
+// The host-conformance adapter (host_conformance.hpp) for either mode.
+template <class Adapter>
+class QtHost {
+public:
+    static constexpr const char* name = std::is_same_v<Adapter, kaa::qt::Guest> ? "Guest" : "Threaded";
+    explicit QtHost(kaa::MainLoop& loop) : loop_(loop) {}
+    void attach() { adapter_.emplace(loop_); }
+    void detach() { adapter_.reset(); }
+    bool run() { return exec_qt(); }
+    void post_host(std::function<void()> fn) { QTimer::singleShot(0, std::move(fn)); }
+    bool on_host_thread() const { return QThread::currentThread() == app_.thread(); }
+
+private:
+    kaa::MainLoop& loop_;
+    QCoreApplication app_{g_argc, g_argv};
+    std::optional<Adapter> adapter_;
+};
+
+using QtHosts = ::testing::Types<QtHost<kaa::qt::Guest>, QtHost<kaa::qt::ThreadedHost>>;
+INSTANTIATE_TYPED_TEST_SUITE_P(Qt, HostConformance, QtHosts, HostName);
 
 enum class Mode { guest, threaded };
 
@@ -69,201 +112,12 @@ protected:
 
     bool on_qt_thread() const { return QThread::currentThread() == app.thread(); }
 
-    // Runs Qt's event loop until kaa's loop.stop() quits it. The fail-safe
-    // only bounds a hang; it is not a timing check.
-    void exec() {
-        bool hung = false;
-        QTimer failsafe;
-        failsafe.setSingleShot(true);
-        QObject::connect(&failsafe, &QTimer::timeout, [&] {
-            hung = true;
-            QCoreApplication::exit(3);
-        });
-        failsafe.start(30s);
-        const int rc = QCoreApplication::exec();
-        EXPECT_FALSE(hung) << "Qt's event loop was still running after 30 s: kaa never called loop.stop()";
-        EXPECT_EQ(rc, 0);
-    }
+    void exec() { EXPECT_TRUE(exec_qt()) << "Qt's event loop did not end: kaa never called loop.stop()"; }
 
     QCoreApplication app{g_argc, g_argv};
     std::optional<kaa::qt::Guest> guest;
     std::optional<kaa::qt::ThreadedHost> threaded_host;
 };
-
-TEST_P(QtLoopTest, TimersFireInOrderOnTheQtThread) {
-    attach();
-    std::vector<int> order;
-    bool all_on_qt_thread = true;
-    auto fired = [&](int n) {
-        all_on_qt_thread = all_on_qt_thread && on_qt_thread();
-        order.push_back(n);
-        if (order.size() == 4)
-            loop.stop();
-    };
-    kaa::delay(30ms).connect([&] { fired(3); });
-    kaa::delay(10ms).connect([&] { fired(1); });
-    kaa::delay(20ms).connect([&] { fired(2); });
-    kaa::OneShotTimer t([&] { fired(4); });
-    t.start(40ms);
-    exec();
-    EXPECT_EQ(order, (std::vector<int>{1, 2, 3, 4}));
-    EXPECT_TRUE(all_on_qt_thread);
-}
-
-TEST_P(QtLoopTest, CoroutineWaitsOnADelayAndAThreadedJob) {
-    attach();
-    std::thread::id job_thread;
-    auto co = kaa::coroutine([&] {
-        kaa::this_coroutine::await(kaa::delay(5ms));
-        int v = kaa::this_coroutine::await(kaa::threaded([&] {
-            job_thread = std::this_thread::get_id();
-            return 41;
-        }));
-        kaa::this_coroutine::yield();
-        return v + 1;
-    });
-    std::optional<int> result;
-    bool callback_on_qt_thread = false;
-    co.connect([&](int v) {
-        result = v;
-        callback_on_qt_thread = on_qt_thread();
-        loop.stop();
-    });
-    exec();
-    EXPECT_EQ(result, 42);
-    EXPECT_TRUE(callback_on_qt_thread);
-    EXPECT_NE(job_thread, std::this_thread::get_id());
-}
-
-TEST_P(QtLoopTest, WorkPostedFromAWorkerRunsOnTheQtThread) {
-    attach();
-    bool ran_on_qt_thread = false;
-    std::thread worker([&] {
-        loop.post([&] {
-            ran_on_qt_thread = on_qt_thread();
-            loop.stop();
-        });
-    });
-    exec();
-    worker.join();
-    EXPECT_TRUE(ran_on_qt_thread);
-}
-
-// Work queued on the loop thread outside any kaa dispatch -- from a Qt slot --
-// must run without another event to carry it.
-TEST_P(QtLoopTest, WorkQueuedFromAQtCallbackRuns) {
-    attach();
-    int slices = 0;
-    QTimer::singleShot(0, [&] {
-        kaa::coroutine([&] {
-            for (; slices < 3; ++slices)
-                kaa::this_coroutine::yield();
-            loop.post([&] { loop.stop(); });
-        });
-    });
-    exec();
-    EXPECT_EQ(slices, 3);
-}
-
-TEST_P(QtLoopTest, CoroutineAbortedFromAQtCallback) {
-    attach();
-    bool saw_abort = false;
-    auto co = kaa::coroutine([&] {
-        try {
-            kaa::this_coroutine::await(kaa::delay(1h));
-        } catch (const kaa::InProgressAborted&) {
-            saw_abort = true;
-            throw;
-        }
-    });
-    std::exception_ptr failure;
-    co.connect_exception([&](std::exception_ptr e) {
-        failure = e;
-        loop.stop();
-    });
-    QTimer::singleShot(5, [&] { co.abort(); });
-    exec();
-    EXPECT_TRUE(saw_abort);
-    EXPECT_TRUE(kaa::test::holds<kaa::InProgressAborted>(failure));
-}
-
-// A coroutine that time-slices for as long as the host is not seen to run:
-// if its slices starved Qt, the host's zero-interval timer would never tick
-// and the coroutine would reach its bound; if Qt starved kaa, the fail-safe
-// would fire.
-TEST_P(QtLoopTest, TimeSlicedCoroutinesDoNotStarveQt) {
-    attach();
-    constexpr int bound = 1'000'000;
-    int host_ticks = 0;
-    int slices = 0;
-    auto co = kaa::coroutine([&] {
-        while (host_ticks < 50 && slices < bound) {
-            ++slices;
-            kaa::this_coroutine::yield();
-        }
-    });
-    auto busy = kaa::coroutine([&] { // a second one, so that two interleave
-        while (!co.finished())
-            kaa::this_coroutine::yield();
-    });
-    QTimer ticker;
-    ticker.setInterval(0);
-    QObject::connect(&ticker, &QTimer::timeout, [&] {
-        ++host_ticks;
-        if (co.finished() && busy.finished()) {
-            ticker.stop();
-            loop.stop();
-        }
-    });
-    ticker.start();
-    exec();
-    EXPECT_TRUE(co.finished());
-    EXPECT_GE(host_ticks, 50);
-    EXPECT_LT(slices, bound) << "the coroutine's time slices kept Qt's zero timer from running";
-}
-
-// A blocking wait inside a kaa callback (InProgress::wait runs nested
-// iterations) still completes while Qt is the host.
-TEST_P(QtLoopTest, NestedWaitInsideACallback) {
-    attach();
-    std::optional<int> got;
-    loop.post([&] {
-        got = kaa::threaded([] { return 7; }).wait();
-        loop.stop();
-    });
-    exec();
-    EXPECT_EQ(got, 7);
-}
-
-TEST_P(QtLoopTest, DetachAndShutdownLeaveNothingRunning) {
-    attach();
-    auto sleeper = kaa::coroutine([&] { kaa::this_coroutine::await(kaa::delay(1h)); });
-    std::mutex m;
-    std::condition_variable_any cv;
-    auto job = kaa::threaded([&](std::stop_token st) {
-        loop.post([&] { loop.stop(); }); // running: let the test go on
-        std::unique_lock lock(m);
-        cv.wait(lock, st, [] { return false; }); // until shutdown asks it to stop
-    });
-    kaa::Timer repeating([] {});
-    repeating.start(1h);
-    exec();
-    EXPECT_EQ(kaa::active_coroutines(), 1u);
-
-    detach();
-    EXPECT_FALSE(loop.host_attached());
-    // Posts after the detach go to the standalone loop, not to Qt.
-    std::thread([&] { loop.post([] {}); }).join();
-    EXPECT_TRUE(loop.step(kaa::Duration::zero()));
-
-    loop.shutdown();
-    EXPECT_EQ(kaa::active_coroutines(), 0u);
-    EXPECT_TRUE(sleeper.failed());
-    EXPECT_TRUE(job.finished()); // asked to stop, it returned: its result was delivered
-    EXPECT_EQ(kaa::ThreadPool::default_pool().stats().running, 0u);
-    EXPECT_EQ(kaa::ThreadPool::default_pool().stats().threads, 0u);
-    repeating.stop();
-}
 
 TEST_P(QtLoopTest, StopWithoutQuitLeavesQtRunning) {
     attach({.quit_on_stop = false});

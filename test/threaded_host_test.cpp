@@ -2,8 +2,11 @@
 // a host loop's thread. Two hosts: a hand-made one (a queue the test's main
 // thread drains, with a normal and an idle priority), whose every step the
 // test can see, and -- when GLib is available -- a real GMainLoop fed through
-// GSources. Every test ends the host loop from a kaa callback (loop.stop()
-// calls the quit hook); a fail-safe bound fails the test instead of hanging.
+// GSources. What every host must do is the shared HostConformance suite
+// (host_conformance.hpp), instantiated here for both; the tests below are
+// the threaded mode's own. Every test ends the host loop from a kaa callback
+// (loop.stop() calls the quit hook); a fail-safe bound fails the test
+// instead of hanging.
 #include "kaa/threaded_host.hpp"
 
 #include <gtest/gtest.h>
@@ -25,11 +28,13 @@
 #include "kaa/main_loop.hpp"
 #include "kaa/threaded.hpp"
 #include "kaa/timer.hpp"
+#include "host_conformance.hpp"
 #include "test_support.hpp"
 
 #if KAA_TEST_WITH_GLIB
 #include <glib.h>
 
+#include "glib_support.hpp"
 #include "kaa/glib.hpp"
 #endif
 
@@ -128,100 +133,23 @@ protected:
     std::optional<kaa::ThreadedHost> host;
 };
 
-TEST_F(ThreadedHostTest, TimersFireInOrderOnTheHostThread) {
-    attach();
-    std::vector<int> order;
-    bool on_host_thread = true;
-    const auto host_thread = std::this_thread::get_id();
-    auto fired = [&](int n) {
-        on_host_thread = on_host_thread && std::this_thread::get_id() == host_thread;
-        order.push_back(n);
-        if (order.size() == 3)
-            loop.stop();
-    };
-    kaa::delay(20ms).connect([&] { fired(3); });
-    kaa::delay(5ms).connect([&] { fired(1); });
-    kaa::delay(10ms).connect([&] { fired(2); });
-    run();
-    EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
-    EXPECT_TRUE(on_host_thread);
-}
+// The host-conformance adapter (host_conformance.hpp) over the hand-made host.
+class HandThreadedHost {
+public:
+    static constexpr const char* name = "HandHost";
+    explicit HandThreadedHost(kaa::MainLoop& loop) : loop_(loop) {}
+    void attach() { host_.emplace(loop_, hand_.invoker(), hand_.options()); }
+    void detach() { host_.reset(); }
+    bool run() { return hand_.run(); }
+    void post_host(std::function<void()> fn) { hand_.post_host(std::move(fn)); }
+    bool on_host_thread() const { return std::this_thread::get_id() == thread_; }
 
-TEST_F(ThreadedHostTest, CoroutineWaitsOnADelayAndAThreadedJob) {
-    attach();
-    auto co = kaa::coroutine([&] {
-        kaa::this_coroutine::await(kaa::delay(2ms));
-        int v = kaa::this_coroutine::await(kaa::threaded([] { return 20; }));
-        kaa::this_coroutine::yield();
-        return v + 1;
-    });
-    std::optional<int> result;
-    co.connect([&](int v) {
-        result = v;
-        loop.stop();
-    });
-    run();
-    EXPECT_EQ(result, 21);
-}
-
-TEST_F(ThreadedHostTest, PostsFromWorkersAndFromTheHostThreadRun) {
-    attach();
-    int ran = 0;
-    std::thread worker([&] { loop.post([&] { ++ran; }); });
-    worker.join();
-    // From the host thread, outside any dispatch: no fd announces it, the
-    // loop's wakeup hook must.
-    hand.post_host([&] {
-        loop.post([&] {
-            ++ran;
-            loop.stop();
-        });
-    });
-    run();
-    EXPECT_EQ(ran, 2);
-}
-
-TEST_F(ThreadedHostTest, TimeSlicesGoThroughTheIdleInvokerAndDoNotStarveTheHost) {
-    attach();
-    constexpr int bound = 1'000'000;
-    int host_ticks = 0;
-    int slices = 0;
-    auto co = kaa::coroutine([&] {
-        while (host_ticks < 50 && slices < bound) {
-            ++slices;
-            kaa::this_coroutine::yield();
-        }
-    });
-    std::function<void()> tick = [&] {
-        ++host_ticks;
-        if (co.finished())
-            loop.stop();
-        else
-            hand.post_host(tick);
-    };
-    hand.post_host(tick);
-    run();
-    EXPECT_TRUE(co.finished());
-    EXPECT_LT(slices, bound);
-}
-
-TEST_F(ThreadedHostTest, AbortFromAHostCallback) {
-    attach();
-    bool saw_abort = false;
-    auto co = kaa::coroutine([&] {
-        try {
-            kaa::this_coroutine::await(kaa::delay(1h));
-        } catch (const kaa::InProgressAborted&) {
-            saw_abort = true;
-            throw;
-        }
-    });
-    co.connect_exception([&](std::exception_ptr) { loop.stop(); });
-    hand.post_host([&] { co.abort(); });
-    run();
-    EXPECT_TRUE(saw_abort);
-    EXPECT_TRUE(co.failed());
-}
+private:
+    kaa::MainLoop& loop_;
+    const std::thread::id thread_ = std::this_thread::get_id();
+    HandHost hand_;
+    std::optional<kaa::ThreadedHost> host_; // goes before the host it dispatches to
+};
 
 TEST_F(ThreadedHostTest, DestroyingWithATaskQueuedLeavesTheTaskHarmless) {
     attach();
@@ -313,99 +241,70 @@ void invoke_on(GMainContext* context, F task, int priority) {
     g_source_unref(source);
 }
 
-class ThreadedGlibTest : public kaa::test::LoopTest {
-protected:
-    void SetUp() override {
-        context = g_main_context_new();
-        main_loop = g_main_loop_new(context, FALSE);
+// The host-conformance adapter over a GMainLoop on a context of its own,
+// wired by hand through GSources (kaa::glib::ThreadedHost, below, does the
+// same for an application).
+class GlibThreadedHost {
+public:
+    static constexpr const char* name = "GMainLoop";
+    explicit GlibThreadedHost(kaa::MainLoop& loop)
+        : loop_(loop), context_(g_main_context_new()), main_loop_(g_main_loop_new(context_, FALSE)) {}
+    ~GlibThreadedHost() {
+        detach();
+        // Host callbacks that never ran refer to a finished test's locals;
+        // stale kaa dispatches do nothing. Drop both before the context goes.
+        posted_.clear();
+        while (g_main_context_iteration(context_, FALSE)) {
+        }
+        g_main_loop_unref(main_loop_);
+        g_main_context_unref(context_);
+    }
+    void attach() {
         kaa::ThreadedHostOptions options;
-        options.invoke_idle = [this](kaa::HostTask t) { invoke_on(context, std::move(t), G_PRIORITY_DEFAULT_IDLE); };
-        options.quit = [this] { g_main_loop_quit(main_loop); };
-        host.emplace(
-            loop, [this](kaa::HostTask t) { invoke_on(context, std::move(t), G_PRIORITY_DEFAULT); },
+        options.invoke_idle = [this](kaa::HostTask t) { invoke_on(context_, std::move(t), G_PRIORITY_DEFAULT_IDLE); };
+        options.quit = [this] { g_main_loop_quit(main_loop_); };
+        host_.emplace(
+            loop_, [this](kaa::HostTask t) { invoke_on(context_, std::move(t), G_PRIORITY_DEFAULT); },
             std::move(options));
     }
-    void TearDown() override {
-        host.reset();
-        loop.shutdown();
-        EXPECT_EQ(kaa::active_coroutines(), 0u);
-        // Drop what is still queued (stale tasks do nothing) before the context goes.
-        while (g_main_context_iteration(context, FALSE)) {
-        }
-        g_main_loop_unref(main_loop);
-        g_main_context_unref(context);
-        kaa::test::LoopTest::TearDown();
-    }
+    void detach() { host_.reset(); }
 
-    // Runs the GMainLoop until kaa's loop.stop() quits it; the fail-safe
-    // source only bounds a hang.
-    void run() {
-        bool hung = false;
-        GSource* failsafe = g_timeout_source_new_seconds(30);
+    // Runs the GMainLoop until kaa's loop.stop() quits it; false if the
+    // fail-safe source had to (it bounds a hang).
+    bool run() {
+        struct Failsafe {
+            GMainLoop* main_loop;
+            bool fired = false;
+        } failsafe{main_loop_};
+        GSource* source = g_timeout_source_new_seconds(30);
         g_source_set_callback(
-            failsafe,
+            source,
             [](gpointer data) -> gboolean {
-                auto* self = static_cast<std::pair<bool*, GMainLoop*>*>(data);
-                *self->first = true;
-                g_main_loop_quit(self->second);
+                auto* f = static_cast<Failsafe*>(data);
+                f->fired = true;
+                g_main_loop_quit(f->main_loop);
                 return G_SOURCE_REMOVE;
             },
-            new std::pair<bool*, GMainLoop*>(&hung, main_loop),
-            [](gpointer data) { delete static_cast<std::pair<bool*, GMainLoop*>*>(data); });
-        g_source_attach(failsafe, context);
-        g_main_context_push_thread_default(context);
-        g_main_loop_run(main_loop);
-        g_main_context_pop_thread_default(context);
-        g_source_destroy(failsafe);
-        g_source_unref(failsafe);
-        EXPECT_FALSE(hung) << "the GLib loop was still running after 30 s: kaa never called loop.stop()";
+            &failsafe, nullptr);
+        g_source_attach(source, context_);
+        g_main_context_push_thread_default(context_);
+        g_main_loop_run(main_loop_);
+        g_main_context_pop_thread_default(context_);
+        g_source_destroy(source);
+        g_source_unref(source);
+        return !failsafe.fired;
     }
 
-    GMainContext* context = nullptr;
-    GMainLoop* main_loop = nullptr;
-    std::optional<kaa::ThreadedHost> host;
+    void post_host(std::function<void()> fn) { posted_.post(context_, std::move(fn)); }
+    bool on_host_thread() const { return g_main_context_is_owner(context_); }
+
+private:
+    kaa::MainLoop& loop_;
+    GMainContext* context_;
+    GMainLoop* main_loop_;
+    std::optional<kaa::ThreadedHost> host_;
+    kaa::test::GlibCallbacks posted_;
 };
-
-TEST_F(ThreadedGlibTest, TimersCoroutinesJobsAndPostsRunOnTheGlibThread) {
-    const auto glib_thread = std::this_thread::get_id();
-    std::vector<int> order;
-    bool on_glib_thread = true;
-    auto note = [&](int n) {
-        on_glib_thread = on_glib_thread && std::this_thread::get_id() == glib_thread;
-        order.push_back(n);
-    };
-    kaa::delay(10ms).connect([&] { note(2); });
-    kaa::delay(5ms).connect([&] { note(1); });
-    std::thread worker;
-    auto co = kaa::coroutine([&] {
-        kaa::this_coroutine::await(kaa::delay(15ms));
-        note(3);
-        int v = kaa::this_coroutine::await(kaa::threaded([] { return 4; }));
-        note(v);
-        worker = std::thread([&] {
-            loop.post([&] {
-                note(5);
-                loop.stop();
-            });
-        });
-    });
-    run();
-    worker.join();
-    EXPECT_EQ(order, (std::vector<int>{1, 2, 3, 4, 5}));
-    EXPECT_TRUE(on_glib_thread);
-}
-
-TEST_F(ThreadedGlibTest, CoroutineAbortedFromAGlibCallback) {
-    auto co = kaa::coroutine([&] { kaa::this_coroutine::await(kaa::delay(1h)); });
-    co.connect_exception([&](std::exception_ptr e) {
-        EXPECT_TRUE(kaa::test::holds<kaa::InProgressAborted>(e));
-        loop.stop();
-    });
-    invoke_on(
-        context, [&] { co.abort(); }, G_PRIORITY_DEFAULT);
-    run();
-    EXPECT_TRUE(co.failed());
-}
 
 // kaa::glib::ThreadedHost wires the same: GSources at the Guest's
 // priorities, and stop() quits the GMainLoop it was given.
@@ -459,5 +358,13 @@ TEST(ThreadedGlibHost, RunsKaaFromAGMainLoopAndStopQuitsIt) {
 }
 
 #endif
+
+using namespace kaa::test; // HostConformance and its registration
+#if KAA_TEST_WITH_GLIB
+using ThreadedHosts = ::testing::Types<HandThreadedHost, GlibThreadedHost>;
+#else
+using ThreadedHosts = ::testing::Types<HandThreadedHost>;
+#endif
+INSTANTIATE_TYPED_TEST_SUITE_P(Threaded, HostConformance, ThreadedHosts, HostName);
 
 } // namespace

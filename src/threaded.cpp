@@ -203,7 +203,11 @@ public:
 
     ThreadPoolStats stats() const {
         std::lock_guard lk(m_);
-        return ThreadPoolStats{threads_.size() - exited_, queue_.size(), running_.size(), completed_,
+        // A job counts as running until its outcome is on its way to the
+        // loop: queued == running == 0 and no ready work on the loop means
+        // every outcome has been delivered.
+        return ThreadPoolStats{threads_.size() - exited_, queue_.size(),
+                               running_.size() + handing_over_.load(std::memory_order_acquire), completed_,
                                late_results_.load()};
     }
 
@@ -302,12 +306,15 @@ private:
         // after unlocking.
         struct Finished {
             std::shared_ptr<Job> job;
+            std::atomic<std::size_t>& handing_over;
             void post() noexcept {
-                if (job)
+                if (job) {
                     post_job_done(std::move(job));
+                    handing_over.fetch_sub(1, std::memory_order_release);
+                }
             }
             ~Finished() { post(); }
-        } prev;
+        } prev{nullptr, handing_over_};
         std::unique_lock lk(m_);
         for (;;) {
             if (gen != gen_)
@@ -353,6 +360,7 @@ private:
             if (stopping_ && running_.empty())
                 cv_done_.notify_all();  // quiesce() waits for the running jobs
             prev.job = std::move(job);
+            handing_over_.fetch_add(1, std::memory_order_relaxed);
         }
     }
 
@@ -370,6 +378,8 @@ private:
     std::size_t exited_ = 0;
     std::uint64_t completed_ = 0;
     std::atomic<std::uint64_t> late_results_{0};
+    // Finished jobs whose outcome a worker has yet to post (see work()).
+    std::atomic<std::size_t> handing_over_{0};
     std::uint64_t gen_ = 0;
     bool stopping_ = false;
 };

@@ -48,7 +48,7 @@ struct ProgressChannel;
 struct ThreadPoolStats {
     std::size_t threads = 0;        ///< threads started and not ended
     std::size_t queued = 0;         ///< jobs waiting for a thread
-    std::size_t running = 0;        ///< jobs running
+    std::size_t running = 0;        ///< jobs running, or finished with their outcome not yet posted to the loop
     std::uint64_t completed = 0;    ///< jobs that ran to the end
     std::uint64_t late_results = 0; ///< values discarded because the job was aborted while running
 };

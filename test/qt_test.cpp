@@ -70,12 +70,24 @@ public:
     void attach() { adapter_.emplace(loop_); }
     void detach() { adapter_.reset(); }
     bool run() { return exec_qt(); }
-    void post_host(std::function<void()> fn) { QTimer::singleShot(0, std::move(fn)); }
+    // A zero-interval QTimer, Qt's own "run this soon" that kaa's time
+    // slices must not starve (doc/embedding.md). Timers that never fired go
+    // with the adapter, before the test's locals they refer to.
+    void post_host(std::function<void()> fn) {
+        auto* timer = new QTimer(&timers_);
+        timer->setSingleShot(true);
+        QObject::connect(timer, &QTimer::timeout, [timer, fn = std::move(fn)] {
+            timer->deleteLater();
+            fn();
+        });
+        timer->start(0);
+    }
     bool on_host_thread() const { return QThread::currentThread() == app_.thread(); }
 
 private:
     kaa::MainLoop& loop_;
     QCoreApplication app_{g_argc, g_argv};
+    QObject timers_;
     std::optional<Adapter> adapter_;
 };
 

@@ -394,14 +394,18 @@ struct Registry {
     MainLoop* hooked = nullptr;
     std::size_t default_size = 0;
     bool default_created = false;
-    // Bumped (under m) when `active` is emptied or the hooked loop changes:
-    // a pool noted in the current epoch skips note_active's lock.
-    std::atomic<std::uint64_t> epoch{1};
-    // Bumped (under m) whenever a named pool registers or unregisters:
-    // submit_job's per-thread cache of the last name it resolved is valid
-    // while this is unchanged.
-    std::atomic<std::uint64_t> names_gen{0};
 };
+
+// Read on every submit_job, so they live outside Registry (a function-local
+// static: an out-of-line call and a guard check per use) as constant-
+// initialised globals.
+// Bumped (under the registry's m) when `active` is emptied or the hooked
+// loop changes: a pool noted in the current epoch skips note_active's lock.
+constinit std::atomic<std::uint64_t> g_epoch{1};
+// Bumped (under the registry's m) whenever a named pool registers or
+// unregisters: submit_job's per-thread cache of the last name it resolved is
+// valid while this is unchanged.
+constinit std::atomic<std::uint64_t> g_names_gen{0};
 
 Registry& registry() {
     static Registry r;
@@ -414,17 +418,18 @@ void quiesce_active_pools() {
         std::lock_guard lk(registry().m);
         active.swap(registry().active);
         registry().hooked = nullptr;
-        registry().epoch.fetch_add(1, std::memory_order_acq_rel);
+        g_epoch.fetch_add(1, std::memory_order_acq_rel);
     }
     for (auto& w : active)
         if (auto p = w.lock())
             p->quiesce(std::chrono::seconds(5));
 }
 
-void note_active(PoolImpl& impl, MainLoop& loop) {
-    Registry& r = registry();
-    if (impl.noted_epoch.load(std::memory_order_acquire) == r.epoch.load(std::memory_order_acquire))
+void note_active(PoolImpl& impl) {
+    if (impl.noted_epoch.load(std::memory_order_acquire) == g_epoch.load(std::memory_order_acquire))
         return;  // already in `active`, and the loop's shutdown hook is set
+    Registry& r = registry();
+    MainLoop& loop = MainLoop::current();
     std::shared_ptr<PoolImpl> pool = impl.shared_from_this();
     bool hook = false;
     {
@@ -435,9 +440,9 @@ void note_active(PoolImpl& impl, MainLoop& loop) {
         if (r.hooked != &loop) {
             r.hooked = &loop;
             hook = true;
-            r.epoch.fetch_add(1, std::memory_order_acq_rel);
+            g_epoch.fetch_add(1, std::memory_order_acq_rel);
         }
-        impl.noted_epoch.store(r.epoch.load(std::memory_order_relaxed), std::memory_order_release);
+        impl.noted_epoch.store(g_epoch.load(std::memory_order_relaxed), std::memory_order_release);
     }
     if (hook)
         add_shutdown_hook(loop, [] { quiesce_active_pools(); });
@@ -466,7 +471,7 @@ PoolImpl& resolve_pool(const std::string& name) {
         PoolImpl* pool = nullptr;
     };
     static thread_local Cache cache;
-    const std::uint64_t gen = registry().names_gen.load(std::memory_order_acquire);
+    const std::uint64_t gen = g_names_gen.load(std::memory_order_acquire);
     if (cache.pool && cache.gen == gen && cache.name == name)
         return *cache.pool;
     PoolImpl& pool = ThreadPool::get(name).impl();
@@ -478,10 +483,13 @@ PoolImpl& resolve_pool(const std::string& name) {
 } // namespace
 
 void submit_job(std::shared_ptr<StateBase> state, Job& job, const ThreadOptions& opts, UniqueFunction<void()> body) {
-    MainLoop& loop = MainLoop::current();
-    if (!loop.is_main_thread())
+    // One thread-local and one atomic load; MainLoop::current() throws the
+    // LoopError that says how to create a loop.
+    if (loop_context() != LoopContext::loop_thread) [[unlikely]] {
+        MainLoop::current();
         throw WrongThread("kaa::threaded(): submit jobs from the loop thread (a job that needs more work "
                           "done can return it, or use threaded(kaa::main_thread, ...) to get there)");
+    }
     PoolImpl& impl = resolve_pool(opts.pool);
     job.state = state.get();
     job.body = std::move(body);
@@ -504,7 +512,7 @@ void submit_job(std::shared_ptr<StateBase> state, Job& job, const ThreadOptions&
         }
         return false;  // the InProgress fails now; abort() never waits for the thread
     });
-    note_active(impl, loop);
+    note_active(impl);
     // Shares the state's control block: one allocation per job.
     impl.submit(std::shared_ptr<Job>(std::move(state), &job));
 }
@@ -536,24 +544,27 @@ private:
 } // namespace
 
 namespace {
-// A job's outcome, posted to the loop by the worker: the value's publisher
-// or the exception wait in the Job, so the posted task is one pointer pair
-// and fits the queue's inline buffer. Run on the loop, it finishes the
-// InProgress (or counts a late result); dropped unrun (the loop went away),
-// it fails it, so that a thread blocked on it wakes up. Either way the value
-// and the exception are released on the loop thread, not on the worker.
+// A job's outcome, posted to the loop by the worker: the value's publisher,
+// the exception and the worker's reference wait in the Job, so the posted
+// task is one pointer, which the queues move by byte copy. Run on the loop,
+// it finishes the InProgress (or counts a late result); dropped unrun (the
+// loop went away), it fails it, so that a thread blocked on it wakes up.
+// Either way the value and the exception are released on the loop thread,
+// not on the worker.
 class JobDone {
 public:
-    explicit JobDone(std::shared_ptr<Job> job) noexcept : job_(std::move(job)) {}
-    JobDone(JobDone&& o) noexcept : job_(std::move(o.job_)) {}
+    using trivially_relocatable = void;  // a pointer: the loop's queues move it by byte copy
+    /// `job->delivery` holds the reference this task hands to the loop.
+    explicit JobDone(Job* job) noexcept : job_(job) {}
+    JobDone(JobDone&& o) noexcept : job_(std::exchange(o.job_, nullptr)) {}
     JobDone& operator=(JobDone&&) = delete;
     ~JobDone() {
         if (!job_)
             return;
-        UniqueFunction<void()> publish = std::move(job_->publish);
-        std::exception_ptr error = std::move(job_->error);
-        StateBase* raw = job_->state;
-        std::shared_ptr<StateBase> s(std::move(job_), raw);
+        Job& job = *job_;
+        UniqueFunction<void()> publish = std::move(job.publish);
+        std::exception_ptr error = std::move(job.error);
+        std::shared_ptr<StateBase> s(std::move(job.delivery), job.state);
         if (s->status() == Status::pending && s->claim())
             s->fail_claimed(std::make_exception_ptr(LoopError("the main loop went away before this "
                                                               "job result could run")),
@@ -561,10 +572,10 @@ public:
     }
 
     void operator()() {
-        Job& job = *job_;
+        Job& job = *std::exchange(job_, nullptr);
         UniqueFunction<void()> publish = std::move(job.publish);
         std::exception_ptr error = std::move(job.error);
-        std::shared_ptr<StateBase> s(std::move(job_), job.state);  // keeps `job` too
+        std::shared_ptr<StateBase> s(std::move(job.delivery), job.state);  // keeps `job` too
         if (!error) {
             if (s->status() == Status::pending && s->claim()) {
                 s->job = nullptr;
@@ -591,7 +602,7 @@ public:
     }
 
 private:
-    std::shared_ptr<Job> job_;
+    Job* job_;
 };
 } // namespace
 
@@ -601,8 +612,10 @@ void job_succeeded(UniqueFunction<void()> publish) noexcept { t_job->publish = s
 void job_failed(std::exception_ptr e) noexcept { t_job->error = std::move(e); }
 
 void post_job_done(std::shared_ptr<Job> job) noexcept {
+    Job* j = job.get();
+    j->delivery = std::move(job);
     try {
-        post_to_loop(JobDone(std::move(job)));
+        post_to_loop(JobDone(j));
     } catch (...) {
         report_unhandled(std::current_exception(), "threaded job result");
     }
@@ -635,7 +648,7 @@ ThreadPool::ThreadPool(std::string name, std::size_t size) {
         if (!slot.expired())
             throw UsageError("ThreadPool: a pool named '" + impl_->name() + "' already exists");
         slot = impl_;
-        r.names_gen.fetch_add(1, std::memory_order_acq_rel);
+        detail::g_names_gen.fetch_add(1, std::memory_order_acq_rel);
     }
 }
 
@@ -647,7 +660,7 @@ ThreadPool::~ThreadPool() {
         auto it = r.pools.find(impl_->name());
         if (it != r.pools.end() && it->second.lock() == impl_)
             r.pools.erase(it);
-        r.names_gen.fetch_add(1, std::memory_order_acq_rel);
+        detail::g_names_gen.fetch_add(1, std::memory_order_acq_rel);
     }
 }
 

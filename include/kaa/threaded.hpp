@@ -134,10 +134,12 @@ public:
     Phase phase = Phase::queued;  // guarded by the pool's mutex
     std::shared_ptr<ProgressChannel> progress;
     std::weak_ptr<PoolImpl> pool;
-    // The outcome, set by the worker before it posts the delivery (which
-    // then carries only the Job, small enough not to allocate).
+    // The outcome, set by the worker before it posts the delivery, and the
+    // worker's reference to the job while it is on its way to the loop: the
+    // posted task is then a plain pointer, which the queues move by byte copy.
     UniqueFunction<void()> publish;
     std::exception_ptr error;
+    std::shared_ptr<Job> delivery;
 
     /// Asks the job to stop (any thread): aborted() turns true, and the stop
     /// token, if the job took one, is requested. Stop callbacks run on the

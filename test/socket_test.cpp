@@ -158,6 +158,63 @@ TEST_F(SocketTest, PeerResetIsConnectionReset) {
     EXPECT_TRUE(holds<ConnectionReset>(server.read().exception())); // sticky
 }
 
+// Data and the end of the stream that arrive together, before anyone reads:
+// the readiness edge has passed when the reads come, and a read that got
+// only the data must not conclude that the socket is drained -- the end of
+// the stream is still to be read and no further edge will announce it.
+// (Treating a short recv() as "drained" makes exactly this hang.)
+TEST_F(SocketTest, DataAndEndOfStreamThatArrivedTogetherAreBothRead) {
+    // A read pending elsewhere keeps the loop polling Asio, so the steps
+    // below do see the socket become readable while no read is pending on it.
+    auto [other_client, other_server] = connected_pair();
+    auto idle = other_server.read();
+    for (bool full_close : {false, true}) {
+        SCOPED_TRACE(full_close ? "close()" : "shutdown_write()");
+        auto [client, server] = connected_pair();
+        client.write("last words");
+        if (full_close)
+            client.close();
+        else
+            client.shutdown_write();
+        step_n(3);
+        auto r = server.read();
+        ASSERT_TRUE(step_until([&] { return r.finished(); }));
+        EXPECT_EQ(r.result(), "last words");
+        auto eof = server.read();
+        ASSERT_TRUE(step_until([&] { return eof.finished(); }));
+        EXPECT_EQ(eof.result(), "");
+        EXPECT_TRUE(server.at_eof());
+    }
+    EXPECT_FALSE(idle.finished());
+    idle.abort();
+}
+
+// The same with a reset behind the data: the reads end in ConnectionReset
+// (after the data, if the kernel still had it), never in a wait.
+TEST_F(SocketTest, DataAndResetThatArrivedTogetherEndInConnectionReset) {
+    auto [other_client, other_server] = connected_pair();
+    auto idle = other_server.read(); // keeps the loop polling Asio (see above)
+    auto [client, server] = connected_pair();
+    client.write("x");
+    linger lg{1, 0}; // SO_LINGER 0: close() sends RST
+    ASSERT_EQ(::setsockopt(client.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    client.close();
+    step_n(3);
+    std::string got;
+    std::exception_ptr end;
+    for (int i = 0; i < 3 && !end; ++i) {
+        auto r = server.read();
+        ASSERT_TRUE(step_until([&] { return r.finished(); }));
+        if (r.failed())
+            end = r.exception();
+        else
+            got += r.result();
+    }
+    EXPECT_TRUE(holds<ConnectionReset>(end)) << (end ? kaa::describe(end) : "no error after " + got);
+    EXPECT_TRUE(got == "" || got == "x") << got;
+    idle.abort();
+}
+
 TEST_F(SocketTest, AbortedReadThenLaterReadGetsTheData) {
     auto [client, server] = connected_pair();
     auto co = kaa::coroutine([s = server]() { return await(s.read()); });

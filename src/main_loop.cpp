@@ -1,11 +1,14 @@
 #include "kaa/main_loop.hpp"
 
 #include <atomic>
+#include <cstddef>
 #include <cstdio>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -41,7 +44,55 @@ void print_unhandled(std::exception_ptr e, std::string_view where) noexcept {
 
 using Task = detail::UniqueFunction<void()>;
 
+namespace {
+
+/// Memory for the no-op handler that wakes a blocked loop (Impl::wake()).
+/// Posted from threads that are not Asio's, the handler cannot use Asio's
+/// per-thread recycling: every wake-up was a malloc on the posting thread
+/// and a free on the loop's, on the critical path of a cross-thread round
+/// trip. One wake-up is in flight at a time as a rule (the first post into an
+/// empty queue sends it); a second one at once, or a handler too large,
+/// falls back to the heap.
+class WakeSlot {
+public:
+    void* allocate(std::size_t size) {
+        if (size <= sizeof(buf_) && !busy_.exchange(true, std::memory_order_acquire))
+            return buf_;
+        return ::operator new(size);
+    }
+    void deallocate(void* p) noexcept {
+        if (p == buf_)
+            busy_.store(false, std::memory_order_release);
+        else
+            ::operator delete(p);
+    }
+
+private:
+    alignas(std::max_align_t) unsigned char buf_[128];
+    std::atomic<bool> busy_{false};
+};
+
+template <class T>
+struct WakeAllocator {
+    using value_type = T;
+    WakeSlot* slot;
+    template <class U>
+    WakeAllocator(const WakeAllocator<U>& o) noexcept : slot(o.slot) {}
+    explicit WakeAllocator(WakeSlot* s) noexcept : slot(s) {}
+    T* allocate(std::size_t n) { return static_cast<T*>(slot->allocate(n * sizeof(T))); }
+    void deallocate(T* p, std::size_t) noexcept { slot->deallocate(p); }
+    template <class U>
+    bool operator==(const WakeAllocator<U>& o) const noexcept {
+        return slot == o.slot;
+    }
+};
+
+} // namespace
+
 struct MainLoop::Impl {
+    // Before `io`: handlers still queued in it are freed into it when the
+    // io_context goes.
+    WakeSlot wake_slot;
     asio::io_context io{1};
     asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
     // Asio's outstanding work; `guard` is 1 of it (see step()).
@@ -130,7 +181,19 @@ struct MainLoop::Impl {
 
     void wake() {
         // A no-op handler makes a blocked run_one() return.
-        asio::post(io, [] {});
+        asio::post(io, asio::bind_allocator(WakeAllocator<void>(&wake_slot), [] {}));
+    }
+
+    /// One blocking Asio wait. An io_context stopped behind the loop returns
+    /// at once having run nothing: only then is it asked whether it was
+    /// stopped, restarted, and waited on again.
+    std::size_t run_one(std::optional<Duration> timeout) {
+        for (;;) {
+            std::size_t n = timeout ? io.run_one_for(*timeout) : io.run_one();
+            if (n != 0 || !io.stopped())
+                return n;
+            io.restart();
+        }
     }
 
     void collect_remote() {
@@ -412,16 +475,15 @@ bool MainLoop::step(std::optional<Duration> timeout) {
     const std::uint64_t local_mark = im.local.end();
     // Someone may stop() the io_context behind the loop (through context());
     // it is restarted here. Asio's stopped() takes the scheduler's mutex, so
-    // it is asked before a wait (a stopped io_context would return at once)
-    // and every 64th iteration otherwise, not on every time slice.
+    // a wait asks it only when Asio returned without running anything (see
+    // Impl::run_one()), and an iteration that does not wait every 64th time,
+    // not on every time slice.
     // A pending stop() does not keep step() from waiting: run() checks it
     // before every step, and stop() wakes a waiting step. (Not waiting here
     // made a nested wait() inside a callback that called stop() spin.)
     const bool wait = (!timeout || *timeout > Duration::zero()) && !has_ready_work();
-    if (wait || (++im.polls & 63) == 0) {
-        if (im.io.stopped())
-            im.io.restart();
-    }
+    if (!wait && (++im.polls & 63) == 0 && im.io.stopped())
+        im.io.restart();
     if (wait) {
         if (im.asio_host) [[unlikely]]
             im.host_blocking_wait(*this, timeout);
@@ -432,12 +494,8 @@ bool MainLoop::step(std::optional<Duration> timeout) {
                 ~Clear() { flag.store(false, std::memory_order_relaxed); }
             } clear{im.asio_waiting};
             // Work posted before the flag was up did not wake Asio.
-            if (!im.remote_pending.load(std::memory_order_seq_cst)) {
-                if (!timeout)
-                    guarded([&] { return im.io.run_one(); });
-                else
-                    guarded([&] { return im.io.run_one_for(*timeout); });
-            }
+            if (!im.remote_pending.load(std::memory_order_seq_cst))
+                guarded([&] { return im.run_one(timeout); });
         }
     }
     // Asio's handlers and I/O readiness. When Asio has nothing outstanding
@@ -476,10 +534,7 @@ void MainLoop::Impl::host_blocking_wait(MainLoop& self, std::optional<Duration> 
         }
     } reset{im};
     try {
-        if (!timeout)
-            im.io.run_one();
-        else
-            im.io.run_one_for(*timeout);
+        im.run_one(timeout);
     } catch (...) {
         self.handle_exception(std::current_exception(), "asio handler");
     }

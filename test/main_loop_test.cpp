@@ -214,6 +214,42 @@ TEST_F(MainLoopTest, ManyThreadsPostingAllRun) {
     EXPECT_EQ(total, threads * per_thread);
 }
 
+// The io_context stopped behind the loop's back (through context()) is
+// restarted: a blocking step still waits and runs what arrives, a busy loop
+// still runs Asio's handlers.
+TEST_F(MainLoopTest, AnIoContextStoppedBehindTheLoopIsRestartedBeforeABlockingWait) {
+    loop.context().stop();
+    bool fired = false;
+    boost::asio::post(loop.context(), [&] { fired = true; });
+    loop.step(); // would return at once, having run nothing, on a stopped io_context
+    EXPECT_TRUE(fired);
+    EXPECT_FALSE(loop.context().stopped());
+}
+
+TEST_F(MainLoopTest, AnIoContextStoppedFromAnotherThreadDoesNotLoseAPost) {
+    // If the stop comes while the loop waits, run_one() returns 0 and the
+    // loop restarts Asio and waits again, for the post. (If both come before
+    // the wait, the loop runs the post without waiting.)
+    std::atomic<bool> ran{false};
+    std::thread t([&] {
+        loop.context().stop();
+        loop.post([&] { ran = true; });
+    });
+    for (int i = 0; i < 100 && !ran; ++i)
+        loop.step();
+    t.join();
+    EXPECT_TRUE(ran);
+}
+
+TEST_F(MainLoopTest, AnIoContextStoppedUnderABusyLoopIsRestartedWithinItsIterations) {
+    bool fired = false;
+    boost::asio::post(loop.context(), [&] { fired = true; });
+    loop.context().stop();
+    loop.post([] {}); // ready work: the steps below do not wait
+    // Iterations that do not wait look at stopped() every 64th time.
+    ASSERT_TRUE(step_until([&] { return fired; }, 200));
+}
+
 TEST_F(MainLoopTest, WorkPostedByAnAsioHandlerRunsOnTheNextIteration) {
     int iteration = 0;
     int ran_in = -1;

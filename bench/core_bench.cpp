@@ -262,4 +262,85 @@ BENCHMARK(BM_Post_CrossThreadPingPong_asio)
     ->Name("BM_Post_CrossThreadPingPong/baseline_asio_post")
     ->UseRealTime();
 
+// --- post from another thread, throughput: a batch to the running loop ---------
+// The cost of a post from a thread that is not the loop's (the issue's "post
+// from another thread"), as opposed to the ping-pong above, whose time is
+// mostly the loop thread's wake-up. The benchmark thread posts a batch of
+// 256 to the running loop and waits until the last has run.
+
+constexpr std::int64_t kCrossThreadBatch = 256;
+
+void BM_Post_CrossThreadBatch_kaa(benchmark::State& state) {
+    Baton started, done;
+    kaa::MainLoop* loop = nullptr;
+    bool loop_failed = false;
+    std::thread loop_thread([&] {
+        try {
+            kaa::MainLoop l;
+            loop = &l;
+            started.signal();
+            l.run();
+        } catch (...) {
+            loop_failed = true;
+            started.signal();
+        }
+    });
+    started.wait(1, std::chrono::steady_clock::now() + std::chrono::hours(1));
+    if (loop_failed) {
+        loop_thread.join();
+        state.SkipWithError("could not create a MainLoop on the loop thread");
+        return;
+    }
+    std::int64_t count = 0;  // the loop thread's
+    std::uint64_t batches = 0;
+    for (auto _ : state) {
+        for (std::int64_t i = 1; i < kCrossThreadBatch; ++i)
+            loop->post([&count] { ++count; });
+        loop->post([&count, &done] {
+            ++count;
+            done.signal();
+        });
+        if (!done.wait(++batches, std::chrono::steady_clock::now() + stall_limit)) {
+            state.SkipWithError("cross-thread batch stalled");
+            break;
+        }
+    }
+    loop->stop();
+    loop_thread.join();
+    if (count != static_cast<std::int64_t>(batches) * kCrossThreadBatch)
+        state.SkipWithError("posted work went missing");
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kCrossThreadBatch);
+}
+BENCHMARK(BM_Post_CrossThreadBatch_kaa)->Name("BM_Post_CrossThreadBatch/kaa")->UseRealTime();
+
+void BM_Post_CrossThreadBatch_asio(benchmark::State& state) {
+    Baton done;
+    asio::io_context io{1};
+    auto guard = asio::make_work_guard(io);
+    std::thread loop_thread([&] { io.run(); });
+    std::int64_t count = 0;
+    std::uint64_t batches = 0;
+    for (auto _ : state) {
+        for (std::int64_t i = 1; i < kCrossThreadBatch; ++i)
+            asio::post(io, [&count] { ++count; });
+        asio::post(io, [&count, &done] {
+            ++count;
+            done.signal();
+        });
+        if (!done.wait(++batches, std::chrono::steady_clock::now() + stall_limit)) {
+            state.SkipWithError("cross-thread batch stalled");
+            break;
+        }
+    }
+    guard.reset();
+    io.stop();
+    loop_thread.join();
+    if (count != static_cast<std::int64_t>(batches) * kCrossThreadBatch)
+        state.SkipWithError("posted work went missing");
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kCrossThreadBatch);
+}
+BENCHMARK(BM_Post_CrossThreadBatch_asio)
+    ->Name("BM_Post_CrossThreadBatch/baseline_asio_post")
+    ->UseRealTime();
+
 } // namespace

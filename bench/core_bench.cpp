@@ -198,6 +198,47 @@ BENCHMARK(BM_Post_FromLoopThread_asio)
     ->Arg(1)
     ->Arg(64);
 
+/// A kaa::MainLoop running on a thread of its own (a loop belongs to the
+/// thread that creates it, so it is created there). loop() is null if it
+/// could not be created; the thread always signals, so the constructor
+/// cannot hang on a loop that failed to come up.
+class LoopOnThread {
+public:
+    LoopOnThread()
+        : thread_([this] {
+              try {
+                  kaa::MainLoop l;
+                  loop_ = &l;
+                  started_.signal();
+                  l.run();
+              } catch (...) {
+                  loop_ = nullptr;
+                  started_.signal();
+              }
+          }) {
+        started_.wait(1, std::chrono::steady_clock::now() + std::chrono::hours(1));
+    }
+    LoopOnThread(const LoopOnThread&) = delete;
+    LoopOnThread& operator=(const LoopOnThread&) = delete;
+    ~LoopOnThread() { stop(); }
+
+    kaa::MainLoop* loop() const { return loop_; }
+
+    /// Stops the loop and joins its thread.
+    void stop() {
+        if (!thread_.joinable())
+            return;
+        if (loop_)
+            loop_->stop();
+        thread_.join();
+    }
+
+private:
+    Baton started_;
+    kaa::MainLoop* loop_ = nullptr;
+    std::thread thread_;  // last: started after the members it uses
+};
+
 // --- post from another thread: ping-pong round trip ---------------------------
 //
 // The benchmark thread posts one item to a loop run by a second thread; the
@@ -205,26 +246,10 @@ BENCHMARK(BM_Post_FromLoopThread_asio)
 // iteration is one full round trip.
 
 void BM_Post_CrossThreadPingPong_kaa(benchmark::State& state) {
-    Baton started, pong;
-    kaa::MainLoop* loop = nullptr;
-    bool loop_failed = false;
-    // The MainLoop belongs to the thread that creates it; create it there.
-    // The thread always signals `started`, so the join below cannot hang on
-    // a loop that failed to come up.
-    std::thread loop_thread([&] {
-        try {
-            kaa::MainLoop l;
-            loop = &l;
-            started.signal();
-            l.run();
-        } catch (...) {
-            loop_failed = true;
-            started.signal();
-        }
-    });
-    started.wait(1, std::chrono::steady_clock::now() + std::chrono::hours(1));
-    if (loop_failed) {
-        loop_thread.join();
+    Baton pong;
+    LoopOnThread loop_thread;
+    kaa::MainLoop* loop = loop_thread.loop();
+    if (!loop) {
         state.SkipWithError("could not create a MainLoop on the loop thread");
         return;
     }
@@ -236,8 +261,6 @@ void BM_Post_CrossThreadPingPong_kaa(benchmark::State& state) {
             break;
         }
     }
-    loop->stop();
-    loop_thread.join();
 }
 BENCHMARK(BM_Post_CrossThreadPingPong_kaa)->Name("BM_Post_CrossThreadPingPong/kaa")->UseRealTime();
 
@@ -271,27 +294,14 @@ BENCHMARK(BM_Post_CrossThreadPingPong_asio)
 constexpr std::int64_t kCrossThreadBatch = 256;
 
 void BM_Post_CrossThreadBatch_kaa(benchmark::State& state) {
-    Baton started, done;
-    kaa::MainLoop* loop = nullptr;
-    bool loop_failed = false;
-    std::thread loop_thread([&] {
-        try {
-            kaa::MainLoop l;
-            loop = &l;
-            started.signal();
-            l.run();
-        } catch (...) {
-            loop_failed = true;
-            started.signal();
-        }
-    });
-    started.wait(1, std::chrono::steady_clock::now() + std::chrono::hours(1));
-    if (loop_failed) {
-        loop_thread.join();
+    Baton done;
+    std::int64_t count = 0; // the loop thread's; declared before the loop that runs the posts
+    LoopOnThread loop_thread;
+    kaa::MainLoop* loop = loop_thread.loop();
+    if (!loop) {
         state.SkipWithError("could not create a MainLoop on the loop thread");
         return;
     }
-    std::int64_t count = 0;  // the loop thread's
     std::uint64_t batches = 0;
     for (auto _ : state) {
         for (std::int64_t i = 1; i < kCrossThreadBatch; ++i)
@@ -305,8 +315,7 @@ void BM_Post_CrossThreadBatch_kaa(benchmark::State& state) {
             break;
         }
     }
-    loop->stop();
-    loop_thread.join();
+    loop_thread.stop(); // every post has run once the loop thread is gone
     if (count != static_cast<std::int64_t>(batches) * kCrossThreadBatch)
         state.SkipWithError("posted work went missing");
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kCrossThreadBatch);

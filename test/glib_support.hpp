@@ -1,5 +1,6 @@
 // GLib helpers shared by the tests that run a real GMainLoop (glib_test,
-// threaded_host_test).
+// threaded_host_test): the host application's callbacks, and running a
+// GMainLoop with a fail-safe.
 #pragma once
 
 #include <glib.h>
@@ -47,5 +48,37 @@ public:
 private:
     std::vector<GSource*> sources_;
 };
+
+/// Runs `loop` until something quits it; false if the 30 s fail-safe had to
+/// (it bounds a hang; it is not a timing check). A loop on a context of its
+/// own runs with that context pushed as the thread's default, as an
+/// application's worker loop would.
+inline bool run_glib_loop(GMainLoop* loop) {
+    GMainContext* context = g_main_loop_get_context(loop);
+    struct Failsafe {
+        GMainLoop* loop;
+        bool fired = false;
+    } failsafe{loop};
+    GSource* source = g_timeout_source_new_seconds(30);
+    g_source_set_callback(
+        source,
+        [](gpointer data) -> gboolean {
+            auto* f = static_cast<Failsafe*>(data);
+            f->fired = true;
+            g_main_loop_quit(f->loop);
+            return G_SOURCE_REMOVE;
+        },
+        &failsafe, nullptr);
+    g_source_attach(source, context);
+    const bool own_context = context != g_main_context_default();
+    if (own_context)
+        g_main_context_push_thread_default(context);
+    g_main_loop_run(loop);
+    if (own_context)
+        g_main_context_pop_thread_default(context);
+    g_source_destroy(source);
+    g_source_unref(source);
+    return !failsafe.fired;
+}
 
 } // namespace kaa::test

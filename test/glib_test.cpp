@@ -36,28 +36,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// Runs a GLib main loop on the default context until something quits it;
-/// false if the fail-safe had to (it bounds a hang; it is not a timing check).
-bool run_glib_loop(GMainLoop* gloop) {
-    struct Failsafe {
-        GMainLoop* gloop;
-        bool fired = false;
-    } failsafe{gloop};
-    guint id = g_timeout_add_seconds(
-        30,
-        [](gpointer p) -> gboolean {
-            auto* f = static_cast<Failsafe*>(p);
-            f->fired = true;
-            g_main_loop_quit(f->gloop);
-            return G_SOURCE_REMOVE;
-        },
-        &failsafe);
-    g_main_loop_run(gloop);
-    if (!failsafe.fired)
-        g_source_remove(id);
-    return !failsafe.fired;
-}
-
 /// The host-conformance adapter (host_conformance.hpp): kaa::glib::Guest on
 /// the default context, quitting a GMainLoop.
 class GlibHost {
@@ -67,7 +45,7 @@ public:
     ~GlibHost() { g_main_loop_unref(gloop_); }
     void attach() { guest_.emplace(loop_, gloop_); }
     void detach() { guest_.reset(); }
-    bool run() { return run_glib_loop(gloop_); }
+    bool run() { return kaa::test::run_glib_loop(gloop_); }
     void post_host(std::function<void()> fn) { posted_.post(nullptr, std::move(fn)); }
     bool on_host_thread() const { return g_main_context_is_owner(g_main_context_default()); }
 
@@ -86,7 +64,7 @@ protected:
     GlibTest() : gloop(g_main_loop_new(nullptr, FALSE)) {}
     ~GlibTest() override { g_main_loop_unref(gloop); }
 
-    void run_glib() { EXPECT_TRUE(run_glib_loop(gloop)) << "the GLib loop was not quit by kaa: the notifier stalled"; }
+    void run_glib() { EXPECT_TRUE(kaa::test::run_glib_loop(gloop)) << "the GLib loop was not quit by kaa: the notifier stalled"; }
     void quit() { g_main_loop_quit(gloop); }
 
     GMainLoop* gloop;

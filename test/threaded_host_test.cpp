@@ -268,33 +268,7 @@ public:
             std::move(options));
     }
     void detach() { host_.reset(); }
-
-    // Runs the GMainLoop until kaa's loop.stop() quits it; false if the
-    // fail-safe source had to (it bounds a hang).
-    bool run() {
-        struct Failsafe {
-            GMainLoop* main_loop;
-            bool fired = false;
-        } failsafe{main_loop_};
-        GSource* source = g_timeout_source_new_seconds(30);
-        g_source_set_callback(
-            source,
-            [](gpointer data) -> gboolean {
-                auto* f = static_cast<Failsafe*>(data);
-                f->fired = true;
-                g_main_loop_quit(f->main_loop);
-                return G_SOURCE_REMOVE;
-            },
-            &failsafe, nullptr);
-        g_source_attach(source, context_);
-        g_main_context_push_thread_default(context_);
-        g_main_loop_run(main_loop_);
-        g_main_context_pop_thread_default(context_);
-        g_source_destroy(source);
-        g_source_unref(source);
-        return !failsafe.fired;
-    }
-
+    bool run() { return kaa::test::run_glib_loop(main_loop_); }
     void post_host(std::function<void()> fn) { posted_.post(context_, std::move(fn)); }
     bool on_host_thread() const { return g_main_context_is_owner(context_); }
 
@@ -325,28 +299,7 @@ TEST(ThreadedGlibHost, RunsKaaFromAGMainLoopAndStopQuitsIt) {
             got = v;
             loop.stop();
         });
-        struct Failsafe {
-            bool hung = false;
-            GMainLoop* main_loop;
-        } failsafe_state{false, main_loop};
-        GSource* failsafe = g_timeout_source_new_seconds(30); // bounds a hang; not a timing check
-        g_source_set_callback(
-            failsafe,
-            [](gpointer data) -> gboolean {
-                auto* f = static_cast<Failsafe*>(data);
-                f->hung = true;
-                g_main_loop_quit(f->main_loop);
-                return G_SOURCE_REMOVE;
-            },
-            &failsafe_state, nullptr);
-        g_source_attach(failsafe, context);
-        g_main_context_push_thread_default(context);
-        g_main_loop_run(main_loop); // until loop.stop() quits it
-        g_main_context_pop_thread_default(context);
-        g_source_destroy(failsafe);
-        g_source_unref(failsafe);
-        const bool hung = failsafe_state.hung;
-        EXPECT_FALSE(hung);
+        EXPECT_TRUE(kaa::test::run_glib_loop(main_loop)) << "kaa's loop.stop() did not quit the GMainLoop";
         EXPECT_EQ(got, 9);
         EXPECT_THROW(kaa::glib::ThreadedHost(loop, context), kaa::LoopError);
     }

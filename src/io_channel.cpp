@@ -362,6 +362,13 @@ void ChannelCore::on_read(const boost::system::error_code& ec, std::size_t n) {
     } else if (n == 0) {
         eof_ = true;
     } else {
+        // A read that got less than the space offered has most likely
+        // drained the socket: another read at once would only return
+        // EAGAIN and register with the reactor (one wasted system call per
+        // message on a request/response stream). The next read is started
+        // from the loop's queue instead, after the rest of this iteration's
+        // completions -- by then the peer has often answered. (pump())
+        short_read_ = n < cap_ - end_;
         std::uint64_t it = loop_iteration();
         if (it != read_iteration_) {
             read_iteration_ = it;
@@ -396,8 +403,23 @@ void ChannelCore::pump() {
             emit_unrequested();
     } while (pump_again_);
     maybe_emit_closed();
-    if (open_ && !reading_ && want_read())
-        start_read();
+    const bool defer = short_read_;
+    short_read_ = false;
+    if (open_ && !reading_ && !read_deferred_ && want_read()) {
+        if (defer)
+            start_read_later();
+        else
+            start_read();
+    }
+}
+
+void ChannelCore::start_read_later() {
+    read_deferred_ = true;
+    post_to_loop([self = shared_from_this()] {
+        self->read_deferred_ = false;
+        if (self->want_read())
+            self->start_read();
+    });
 }
 
 void ChannelCore::serve_requests() {

@@ -138,6 +138,8 @@ private:
     void emit_unrequested();
     bool want_read() const;
     void start_read();
+    /// start_read() from the loop's queue (after a short read; see on_read()).
+    void start_read_later();
     void start_write();
     void fail_writes(std::exception_ptr e);
     void maybe_emit_closed();
@@ -168,7 +170,8 @@ private:
     bool pumping_ = false;
     bool pump_again_ = false;
     bool closed_emitted_ = false;
-    bool read_deferred_ = false;  // the next read starts on the next iteration
+    bool read_deferred_ = false;  // the next read starts from the loop's queue
+    bool short_read_ = false;     // the read being delivered did not fill its space
     // Reads completed in one loop iteration: a stream that always has data
     // would otherwise keep Asio's poll() (and so the iteration) going forever.
     std::uint64_t read_iteration_ = 0;

@@ -152,6 +152,68 @@ TEST_F(IOChannelTest, AbortedReadLosesNoData) {
     EXPECT_EQ(again.result(), "kept");
 }
 
+// A read that got less than it offered has probably drained the stream, so
+// the next read is started from the loop's queue rather than at once (one
+// system call fewer per message on a request/response stream). A read asked
+// for in that window behaves like any other pending read.
+TEST_F(IOChannelTest, AReadAskedForRightAfterAShortReadGetsTheNextData) {
+    InProgress<std::string> second;
+    auto first = reader.read();
+    first.connect([&](const std::string&) { second = reader.read(); });
+    writer.write("one");
+    ASSERT_TRUE(step_until([&] { return first.finished(); }));
+    ASSERT_TRUE(second);
+    EXPECT_FALSE(second.finished());
+    writer.write("two");
+    ASSERT_TRUE(step_until([&] { return second.finished(); }));
+    EXPECT_EQ(first.result(), "one");
+    EXPECT_EQ(second.result(), "two");
+}
+
+TEST_F(IOChannelTest, AReadAbortedBeforeItsDeferredStartLosesNoData) {
+    InProgress<std::string> second;
+    auto first = reader.read();
+    first.connect([&](const std::string&) { second = reader.read(); });
+    writer.write("one");
+    ASSERT_TRUE(step_until([&] { return first.finished(); }));
+    ASSERT_TRUE(second);
+    second.abort(); // its start is still queued in the loop
+    EXPECT_TRUE(holds<InProgressAborted>(second.exception()));
+    writer.write("kept");
+    step_n(3); // the queued start finds nobody waiting and reads nothing
+    auto again = reader.read();
+    ASSERT_TRUE(step_until([&] { return again.finished(); }));
+    EXPECT_EQ(again.result(), "kept");
+}
+
+TEST_F(IOChannelTest, AChannelClosedBeforeADeferredReadStartsFailsTheRead) {
+    InProgress<std::string> second;
+    auto first = reader.read();
+    first.connect([&](const std::string&) { second = reader.read(); });
+    writer.write("one");
+    ASSERT_TRUE(step_until([&] { return first.finished(); }));
+    ASSERT_TRUE(second);
+    reader.close();
+    EXPECT_TRUE(holds<ConnectionClosed>(second.exception()));
+    step_n(3); // the queued start finds the channel closed
+    EXPECT_FALSE(reader.is_open());
+}
+
+TEST_F(IOChannelTest, DroppingTheChannelBeforeADeferredReadStartsIsSafe) {
+    InProgress<std::string> second;
+    auto first = reader.read();
+    first.connect([&](const std::string&) { second = reader.read(); });
+    writer.write("one");
+    ASSERT_TRUE(step_until([&] { return first.finished(); }));
+    ASSERT_TRUE(second);
+    reader = IOChannel(); // the last handle: closes; the queued start holds the core
+    EXPECT_TRUE(holds<ConnectionClosed>(second.exception()));
+    step_n(3);
+    auto w = writer.write("x");
+    ASSERT_TRUE(step_until([&] { return w.finished(); }));
+    EXPECT_TRUE(holds<ConnectionClosed>(w.exception()));
+}
+
 TEST_F(IOChannelTest, LargeWriteArrivesWhole) {
     std::string big(4 * 1024 * 1024, '\0');
     for (std::size_t i = 0; i < big.size(); ++i)

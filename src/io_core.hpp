@@ -15,9 +15,11 @@
 #include <optional>
 #include <string>
 
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "handler_slot.hpp"
 #include "kaa/errors.hpp"
 #include "kaa/in_progress.hpp"
 #include "kaa/io_channel.hpp"
@@ -198,10 +200,14 @@ public:
 
 protected:
     void start_read_op(char* p, std::size_t n) override {
-        stream_->async_read_some(boost::asio::buffer(p, n),
-                                 [self = shared_from_this()](const boost::system::error_code& ec, std::size_t got) {
-                                     static_cast<StreamCore&>(*self).on_read(ec, got);
-                                 });
+        // One read is outstanding at a time: its memory is read_slot_.
+        stream_->async_read_some(
+            boost::asio::buffer(p, n),
+            boost::asio::bind_allocator(ReadAllocator(&read_slot_),
+                                        [self = shared_from_this()](const boost::system::error_code& ec,
+                                                                    std::size_t got) {
+                                            static_cast<StreamCore&>(*self).on_read(ec, got);
+                                        }));
     }
     std::size_t write_now(const char* p, std::size_t n, boost::system::error_code& ec) override {
         return stream_->write_some(boost::asio::buffer(p, n), ec);
@@ -224,6 +230,10 @@ protected:
         }
     }
 
+    // Before stream_: the stream's operations go first.
+    using ReadSlot = HandlerSlot<256>;
+    using ReadAllocator = SlotAllocator<void, ReadSlot>;
+    ReadSlot read_slot_;
     std::optional<Stream> stream_;
 };
 

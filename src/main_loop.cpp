@@ -14,6 +14,7 @@
 #include <boost/asio/post.hpp>
 
 #include "asio_host.hpp"
+#include "handler_slot.hpp"
 
 
 namespace asio = boost::asio;
@@ -51,41 +52,9 @@ namespace {
 /// per-thread recycling: every wake-up was a malloc on the posting thread
 /// and a free on the loop's, on the critical path of a cross-thread round
 /// trip. One wake-up is in flight at a time as a rule (the first post into an
-/// empty queue sends it); a second one at once, or a handler too large,
-/// falls back to the heap.
-class WakeSlot {
-public:
-    void* allocate(std::size_t size) {
-        if (size <= sizeof(buf_) && !busy_.exchange(true, std::memory_order_acquire))
-            return buf_;
-        return ::operator new(size);
-    }
-    void deallocate(void* p) noexcept {
-        if (p == buf_)
-            busy_.store(false, std::memory_order_release);
-        else
-            ::operator delete(p);
-    }
-
-private:
-    alignas(std::max_align_t) unsigned char buf_[128];
-    std::atomic<bool> busy_{false};
-};
-
-template <class T>
-struct WakeAllocator {
-    using value_type = T;
-    WakeSlot* slot;
-    template <class U>
-    WakeAllocator(const WakeAllocator<U>& o) noexcept : slot(o.slot) {}
-    explicit WakeAllocator(WakeSlot* s) noexcept : slot(s) {}
-    T* allocate(std::size_t n) { return static_cast<T*>(slot->allocate(n * sizeof(T))); }
-    void deallocate(T* p, std::size_t) noexcept { slot->deallocate(p); }
-    template <class U>
-    bool operator==(const WakeAllocator<U>& o) const noexcept {
-        return slot == o.slot;
-    }
-};
+/// empty queue sends it).
+using WakeSlot = detail::HandlerSlot<128, /*Shared=*/true>;
+using WakeAllocator = detail::SlotAllocator<void, WakeSlot>;
 
 } // namespace
 
@@ -181,7 +150,7 @@ struct MainLoop::Impl {
 
     void wake() {
         // A no-op handler makes a blocked run_one() return.
-        asio::post(io, asio::bind_allocator(WakeAllocator<void>(&wake_slot), [] {}));
+        asio::post(io, asio::bind_allocator(WakeAllocator(&wake_slot), [] {}));
     }
 
     /// One blocking Asio wait. An io_context stopped behind the loop returns

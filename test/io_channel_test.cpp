@@ -24,6 +24,19 @@ protected:
     }
     IOChannel reader;
     IOChannel writer;
+
+    /// Reads "one" with a read whose callback asks for the next read at
+    /// once, into `second`: a short read, so that read's start is queued in
+    /// the loop, and it is still pending.
+    void read_one_then_ask_again(InProgress<std::string>& second) {
+        auto first = reader.read();
+        first.connect([&](const std::string&) { second = reader.read(); });
+        writer.write("one");
+        ASSERT_TRUE(step_until([&] { return first.finished(); }));
+        EXPECT_EQ(first.result(), "one");
+        ASSERT_TRUE(second);
+        ASSERT_FALSE(second.finished());
+    }
 };
 
 template <class T>
@@ -158,25 +171,15 @@ TEST_F(IOChannelTest, AbortedReadLosesNoData) {
 // for in that window behaves like any other pending read.
 TEST_F(IOChannelTest, AReadAskedForRightAfterAShortReadGetsTheNextData) {
     InProgress<std::string> second;
-    auto first = reader.read();
-    first.connect([&](const std::string&) { second = reader.read(); });
-    writer.write("one");
-    ASSERT_TRUE(step_until([&] { return first.finished(); }));
-    ASSERT_TRUE(second);
-    EXPECT_FALSE(second.finished());
+    ASSERT_NO_FATAL_FAILURE(read_one_then_ask_again(second));
     writer.write("two");
     ASSERT_TRUE(step_until([&] { return second.finished(); }));
-    EXPECT_EQ(first.result(), "one");
     EXPECT_EQ(second.result(), "two");
 }
 
 TEST_F(IOChannelTest, AReadAbortedBeforeItsDeferredStartLosesNoData) {
     InProgress<std::string> second;
-    auto first = reader.read();
-    first.connect([&](const std::string&) { second = reader.read(); });
-    writer.write("one");
-    ASSERT_TRUE(step_until([&] { return first.finished(); }));
-    ASSERT_TRUE(second);
+    ASSERT_NO_FATAL_FAILURE(read_one_then_ask_again(second));
     second.abort(); // its start is still queued in the loop
     EXPECT_TRUE(holds<InProgressAborted>(second.exception()));
     writer.write("kept");
@@ -188,11 +191,7 @@ TEST_F(IOChannelTest, AReadAbortedBeforeItsDeferredStartLosesNoData) {
 
 TEST_F(IOChannelTest, AChannelClosedBeforeADeferredReadStartsFailsTheRead) {
     InProgress<std::string> second;
-    auto first = reader.read();
-    first.connect([&](const std::string&) { second = reader.read(); });
-    writer.write("one");
-    ASSERT_TRUE(step_until([&] { return first.finished(); }));
-    ASSERT_TRUE(second);
+    ASSERT_NO_FATAL_FAILURE(read_one_then_ask_again(second));
     reader.close();
     EXPECT_TRUE(holds<ConnectionClosed>(second.exception()));
     step_n(3); // the queued start finds the channel closed
@@ -201,11 +200,7 @@ TEST_F(IOChannelTest, AChannelClosedBeforeADeferredReadStartsFailsTheRead) {
 
 TEST_F(IOChannelTest, DroppingTheChannelBeforeADeferredReadStartsIsSafe) {
     InProgress<std::string> second;
-    auto first = reader.read();
-    first.connect([&](const std::string&) { second = reader.read(); });
-    writer.write("one");
-    ASSERT_TRUE(step_until([&] { return first.finished(); }));
-    ASSERT_TRUE(second);
+    ASSERT_NO_FATAL_FAILURE(read_one_then_ask_again(second));
     reader = IOChannel(); // the last handle: closes; the queued start holds the core
     EXPECT_TRUE(holds<ConnectionClosed>(second.exception()));
     step_n(3);

@@ -293,6 +293,36 @@ BENCHMARK(BM_Post_CrossThreadPingPong_asio)
 
 constexpr std::int64_t kCrossThreadBatch = 256;
 
+/// The measured loop of both sides: `post(f)` hands `f` to a loop running on
+/// another thread; each iteration posts a batch and waits until its last
+/// item ran. `count` and `done` belong to the caller and must outlive that
+/// loop's thread (a stalled batch may still run after this returns).
+/// Returns the number of batches posted.
+template <class Post>
+std::uint64_t post_batches(benchmark::State& state, std::int64_t& count, Baton& done, Post&& post) {
+    std::uint64_t batches = 0;
+    for (auto _ : state) {
+        for (std::int64_t i = 1; i < kCrossThreadBatch; ++i)
+            post([&count] { ++count; });
+        post([&count, &done] {
+            ++count;
+            done.signal();
+        });
+        if (!done.wait(++batches, std::chrono::steady_clock::now() + stall_limit)) {
+            state.SkipWithError("cross-thread batch stalled");
+            break;
+        }
+    }
+    return batches;
+}
+
+/// After the loop's thread is gone: every post ran; items per second.
+void check_batches(benchmark::State& state, std::int64_t count, std::uint64_t batches) {
+    if (count != static_cast<std::int64_t>(batches) * kCrossThreadBatch)
+        state.SkipWithError("posted work went missing");
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kCrossThreadBatch);
+}
+
 void BM_Post_CrossThreadBatch_kaa(benchmark::State& state) {
     Baton done;
     std::int64_t count = 0; // the loop thread's; declared before the loop that runs the posts
@@ -302,51 +332,23 @@ void BM_Post_CrossThreadBatch_kaa(benchmark::State& state) {
         state.SkipWithError("could not create a MainLoop on the loop thread");
         return;
     }
-    std::uint64_t batches = 0;
-    for (auto _ : state) {
-        for (std::int64_t i = 1; i < kCrossThreadBatch; ++i)
-            loop->post([&count] { ++count; });
-        loop->post([&count, &done] {
-            ++count;
-            done.signal();
-        });
-        if (!done.wait(++batches, std::chrono::steady_clock::now() + stall_limit)) {
-            state.SkipWithError("cross-thread batch stalled");
-            break;
-        }
-    }
+    std::uint64_t batches = post_batches(state, count, done, [loop](auto f) { loop->post(std::move(f)); });
     loop_thread.stop(); // every post has run once the loop thread is gone
-    if (count != static_cast<std::int64_t>(batches) * kCrossThreadBatch)
-        state.SkipWithError("posted work went missing");
-    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kCrossThreadBatch);
+    check_batches(state, count, batches);
 }
 BENCHMARK(BM_Post_CrossThreadBatch_kaa)->Name("BM_Post_CrossThreadBatch/kaa")->UseRealTime();
 
 void BM_Post_CrossThreadBatch_asio(benchmark::State& state) {
     Baton done;
+    std::int64_t count = 0;
     asio::io_context io{1};
     auto guard = asio::make_work_guard(io);
     std::thread loop_thread([&] { io.run(); });
-    std::int64_t count = 0;
-    std::uint64_t batches = 0;
-    for (auto _ : state) {
-        for (std::int64_t i = 1; i < kCrossThreadBatch; ++i)
-            asio::post(io, [&count] { ++count; });
-        asio::post(io, [&count, &done] {
-            ++count;
-            done.signal();
-        });
-        if (!done.wait(++batches, std::chrono::steady_clock::now() + stall_limit)) {
-            state.SkipWithError("cross-thread batch stalled");
-            break;
-        }
-    }
+    std::uint64_t batches = post_batches(state, count, done, [&io](auto f) { asio::post(io, std::move(f)); });
     guard.reset();
     io.stop();
     loop_thread.join();
-    if (count != static_cast<std::int64_t>(batches) * kCrossThreadBatch)
-        state.SkipWithError("posted work went missing");
-    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kCrossThreadBatch);
+    check_batches(state, count, batches);
 }
 BENCHMARK(BM_Post_CrossThreadBatch_asio)
     ->Name("BM_Post_CrossThreadBatch/baseline_asio_post")

@@ -561,10 +561,8 @@ public:
     ~JobDone() {
         if (!job_)
             return;
-        Job& job = *job_;
-        UniqueFunction<void()> publish = std::move(job.publish);
-        std::exception_ptr error = std::move(job.error);
-        std::shared_ptr<StateBase> s(std::move(job.delivery), job.state);
+        Outcome out = take(*job_);
+        const std::shared_ptr<StateBase>& s = out.state;
         if (s->status() == Status::pending && s->claim())
             s->fail_claimed(std::make_exception_ptr(LoopError("the main loop went away before this "
                                                               "job result could run")),
@@ -573,9 +571,7 @@ public:
 
     void operator()() {
         Job& job = *std::exchange(job_, nullptr);
-        UniqueFunction<void()> publish = std::move(job.publish);
-        std::exception_ptr error = std::move(job.error);
-        std::shared_ptr<StateBase> s(std::move(job.delivery), job.state);  // keeps `job` too
+        auto [publish, error, s] = take(job);  // `s` keeps `job` too
         if (!error) {
             if (s->status() == Status::pending && s->claim()) {
                 s->job = nullptr;
@@ -602,6 +598,19 @@ public:
     }
 
 private:
+    /// What the worker left in the job, moved out on the loop thread, so
+    /// that it is released there. (Members go in reverse order: the state,
+    /// and with it perhaps the job, first.)
+    struct Outcome {
+        UniqueFunction<void()> publish;
+        std::exception_ptr error;
+        std::shared_ptr<StateBase> state;
+    };
+    static Outcome take(Job& job) noexcept {
+        return {std::move(job.publish), std::move(job.error),
+                std::shared_ptr<StateBase>(std::move(job.delivery), job.state)};
+    }
+
     Job* job_;
 };
 } // namespace

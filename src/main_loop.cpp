@@ -4,7 +4,6 @@
 #include <cstddef>
 #include <cstdio>
 #include <mutex>
-#include <new>
 #include <thread>
 #include <vector>
 

@@ -118,10 +118,18 @@ struct MainLoop::Impl {
     // poster sets remote_pending, then looks at this.
     std::atomic<bool> asio_waiting{false};
     // Posters between deciding to wake Asio (under remote_mutex) and having
-    // woken it (after unlocking, so that the woken loop thread does not run
-    // straight into the mutex the poster still holds). The destructor waits
-    // for them before the io_context goes.
+    // woken it or handed it their task (after unlocking, so that the woken
+    // loop thread does not run straight into the mutex the poster still
+    // holds). The destructor waits for them before the io_context goes.
     std::atomic<int> wakers{0};
+    // Tasks handed straight to Asio (see post_remote()) that have not started
+    // yet: 0 or 1 as a rule. Raised under remote_mutex; while it is not 0 the
+    // loop leaves `remote` alone, so that work posted after a direct task
+    // runs after it. Next to asio_waiting: a poster reads both.
+    std::atomic<int> direct_pending{0};
+    // The task handed to Asio: written under remote_mutex by the poster that
+    // raised direct_pending, taken by its handler on the loop thread.
+    Task direct_task;
 
     std::atomic<bool> stop_requested{false};
     bool running = false;
@@ -152,6 +160,18 @@ struct MainLoop::Impl {
         asio::post(io, asio::bind_allocator(WakeAllocator(&wake_slot), [] {}));
     }
 
+    /// From another thread (see post_remote()): a handler that runs
+    /// `direct_task` as the loop's queues would.
+    void post_direct(MainLoop& self) {
+        asio::post(io, asio::bind_allocator(WakeAllocator(&wake_slot), [im = this, &self] {
+            Task t = std::move(im->direct_task);
+            // Started: what was posted after it may be collected now, and
+            // the next task may be handed over.
+            im->direct_pending.store(0, std::memory_order_release);
+            run_guarded(self, t, "posted callback");
+        }));
+    }
+
     /// One blocking Asio wait. An io_context stopped behind the loop returns
     /// at once having run nothing: only then is it asked whether it was
     /// stopped, restarted, and waited on again.
@@ -168,6 +188,10 @@ struct MainLoop::Impl {
         if (!remote_pending.load(std::memory_order_acquire))
             return;
         std::lock_guard lock(remote_mutex);
+        // A task handed to Asio before these was posted before them: they
+        // wait until it has started (see ready_now()).
+        if (direct_pending.load(std::memory_order_acquire) != 0)
+            return;
         if (remote_ready.items.empty()) {
             // The usual case: hand the whole batch over, and give the
             // posters the ready queue's spare capacity.
@@ -178,6 +202,17 @@ struct MainLoop::Impl {
             remote.clear();
         }
         remote_pending.store(false, std::memory_order_relaxed);
+    }
+
+    /// Whether this step has work it can run without waiting. Work posted
+    /// from other threads behind a task handed to Asio waits for that task
+    /// (collect_remote()), and the loop waits in Asio for it: it is on its
+    /// way, and its arrival wakes the loop. (Spinning instead would leave
+    /// the poster, preempted between deciding and posting, no CPU.)
+    bool ready_now() const noexcept {
+        return !local.empty() || !remote_ready.empty() || asio_ready ||
+               (remote_pending.load(std::memory_order_acquire) &&
+                direct_pending.load(std::memory_order_acquire) == 0);
     }
 
     /// From another thread: queues `fn` on `loop` (the current loop if null)
@@ -247,6 +282,9 @@ MainLoop::~MainLoop() {
     remote.clear();
     while (impl_->wakers.load(std::memory_order_acquire) != 0)
         std::this_thread::yield();
+    // A task handed to Asio that did not run: dropped now, like `remote`
+    // (its handler, if queued, goes with the io_context and finds nothing).
+    { Task dropped = std::move(impl_->direct_task); }
     impl_->guard.reset();
     impl_.reset();
 }
@@ -270,12 +308,14 @@ asio::io_context& MainLoop::context() noexcept { return impl_->io; }
 
 bool MainLoop::has_ready_work() const noexcept {
     return !impl_->local.empty() || !impl_->remote_ready.empty() ||
-           impl_->remote_pending.load(std::memory_order_acquire) || impl_->asio_ready;
+           impl_->remote_pending.load(std::memory_order_acquire) || impl_->asio_ready ||
+           impl_->direct_pending.load(std::memory_order_acquire) != 0;
 }
 
 bool MainLoop::has_posted_work() const noexcept {
     return impl_->asio_ready || !impl_->remote_ready.empty() ||
-           impl_->remote_pending.load(std::memory_order_acquire);
+           impl_->remote_pending.load(std::memory_order_acquire) ||
+           impl_->direct_pending.load(std::memory_order_acquire) != 0;
 }
 
 bool MainLoop::host_attached() const noexcept { return impl_->asio_host.has_value(); }
@@ -347,6 +387,7 @@ void MainLoop::post(detail::UniqueFunction<void()> fn) {
 
 bool MainLoop::Impl::post_remote(MainLoop* loop, Task& fn) {
     Impl* waking = nullptr;
+    MainLoop* direct = nullptr;
     {
         std::lock_guard lock(g_remote_mutex);
         MainLoop* current = g_current.load(std::memory_order_relaxed);
@@ -355,28 +396,72 @@ bool MainLoop::Impl::post_remote(MainLoop* loop, Task& fn) {
         // The lock is held: the loop cannot go away until it is released.
         Impl& im = *current->impl_;
         bool was_empty = im.remote.empty();
-        im.remote.push_back(std::move(fn));
-        im.remote_pending.store(true, std::memory_order_seq_cst);
-        if (!was_empty)
-            return true;
-        // Guest mode: the host loop dispatches, unless the loop thread is in a
-        // nested blocking step (InProgress::wait), which only Asio can wake.
-        // Called under the lock: detach_host() clears the hook under it.
-        if (im.host_wakeup && !im.host_waiting) {
-            im.host_wakeup();
-            return true;
+        // The loop blocks in Asio with none of our work queued (it blocks
+        // only with remote_ready empty): hand the task to Asio itself, which
+        // wakes the loop with it -- no no-op wake-up handler, and the loop
+        // does not come through this mutex for it. That is the latency of a
+        // threaded() round trip. One at a time: what is posted meanwhile
+        // goes to `remote`, which the loop leaves alone until this task has
+        // started (collect_remote()), so posts from one thread keep their
+        // order. A loop that stopped waiting meanwhile finds the task in
+        // Asio at its next poll.
+        if (was_empty && !im.host_wakeup && !im.host_waiting &&
+            im.direct_pending.load(std::memory_order_acquire) == 0) {
+            if (im.asio_waiting.load(std::memory_order_seq_cst)) {
+                im.direct_pending.store(1, std::memory_order_relaxed);
+                im.direct_task = std::move(fn);
+                im.wakers.fetch_add(1, std::memory_order_relaxed);
+                waking = &im;
+                direct = current;
+            }
         }
-        if (!im.host_waiting && !im.asio_waiting.load(std::memory_order_seq_cst))
-            return true;
-        // Wake Asio after unlocking: `wakers` keeps the io_context alive.
-        im.wakers.fetch_add(1, std::memory_order_relaxed);
-        waking = &im;
+        if (!direct) {
+            im.remote.push_back(std::move(fn));
+            im.remote_pending.store(true, std::memory_order_seq_cst);
+            if (!was_empty)
+                return true;
+            // Guest mode: the host loop dispatches, unless the loop thread is
+            // in a nested blocking step (InProgress::wait), which only Asio
+            // can wake. Called under the lock: detach_host() clears the hook
+            // under it.
+            if (im.host_wakeup && !im.host_waiting) {
+                im.host_wakeup();
+                return true;
+            }
+            if (!im.host_waiting && !im.asio_waiting.load(std::memory_order_seq_cst))
+                return true;
+            // Wake Asio after unlocking: `wakers` keeps the io_context alive.
+            im.wakers.fetch_add(1, std::memory_order_relaxed);
+            waking = &im;
+        }
     }
     struct Done {
         Impl& im;
         ~Done() { im.wakers.fetch_sub(1, std::memory_order_release); }
     } done{*waking};
-    waking->wake();
+    if (!direct) {
+        waking->wake();
+        return true;
+    }
+    try {
+        waking->post_direct(*direct);
+    } catch (...) {
+        // No memory for the handler: the task goes to the front of the
+        // queue instead (it was posted before anything there), and a plain
+        // wake-up tells the loop, which may be blocked waiting for it.
+        std::lock_guard lock(g_remote_mutex);
+        Impl& im = *waking;
+        if (g_current.load(std::memory_order_relaxed) == direct) {  // else the destructor drops it
+            im.remote.insert(im.remote.begin(), std::move(im.direct_task));
+            im.remote_pending.store(true, std::memory_order_seq_cst);
+            im.direct_pending.store(0, std::memory_order_release);
+            try {
+                im.wake();
+            } catch (...) {
+                // Not even that: the loop sees the work at its next wake-up.
+            }
+        }
+    }
     return true;
 }
 
@@ -449,7 +534,7 @@ bool MainLoop::step(std::optional<Duration> timeout) {
     // A pending stop() does not keep step() from waiting: run() checks it
     // before every step, and stop() wakes a waiting step. (Not waiting here
     // made a nested wait() inside a callback that called stop() spin.)
-    const bool wait = (!timeout || *timeout > Duration::zero()) && !has_ready_work();
+    const bool wait = (!timeout || *timeout > Duration::zero()) && !im.ready_now();
     if (!wait && (++im.polls & 63) == 0 && im.io.stopped())
         im.io.restart();
     if (wait) {
@@ -461,8 +546,11 @@ bool MainLoop::step(std::optional<Duration> timeout) {
                 std::atomic<bool>& flag;
                 ~Clear() { flag.store(false, std::memory_order_relaxed); }
             } clear{im.asio_waiting};
-            // Work posted before the flag was up did not wake Asio.
-            if (!im.remote_pending.load(std::memory_order_seq_cst))
+            // Work posted before the flag was up did not wake Asio -- unless
+            // it waits behind a direct task (see ready_now()), whose
+            // handler will.
+            if (!im.remote_pending.load(std::memory_order_seq_cst) ||
+                im.direct_pending.load(std::memory_order_acquire) != 0)
                 guarded([&] { return im.run_one(timeout); });
         }
     }

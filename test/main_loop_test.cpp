@@ -163,6 +163,65 @@ TEST_F(MainLoopTest, PostingOrderFromAnotherThreadIsPreserved) {
         ASSERT_EQ(order[i], i);
 }
 
+// A post that finds the loop blocked is handed to Asio directly; what the
+// same thread posts before it has run goes to the loop's queue and must not
+// overtake it. Bursts with the loop blocked in between take both paths many
+// times.
+TEST_F(MainLoopTest, PostingOrderIsPreservedAcrossBlockedAndBusySteps) {
+    constexpr int bursts = 200, per_burst = 5;
+    std::vector<int> order;
+    std::atomic<int> ran{0};
+    std::thread t([&] {
+        for (int b = 0; b < bursts; ++b) {
+            for (int k = 0; k < per_burst; ++k) {
+                int i = b * per_burst + k;
+                loop.post([&order, &ran, i] {
+                    order.push_back(i);
+                    ran.fetch_add(1, std::memory_order_release);
+                });
+            }
+            // Let the loop run the burst and block again.
+            while (ran.load(std::memory_order_acquire) < (b + 1) * per_burst)
+                std::this_thread::yield();
+        }
+    });
+    ASSERT_TRUE(step_until([&] { return ran.load(std::memory_order_acquire) == bursts * per_burst; },
+                           100 * bursts * per_burst));
+    t.join();
+    ASSERT_EQ(order.size(), std::size_t(bursts * per_burst));
+    for (int i = 0; i < bursts * per_burst; ++i)
+        ASSERT_EQ(order[i], i);
+}
+
+// Several threads post to a blocked loop at once: each one's posts run in its
+// order, and a blocking step never spins while a post is on its way (the
+// bound on steps would catch it).
+TEST_F(MainLoopTest, PostsFromSeveralThreadsToABlockedLoopKeepEachThreadsOrder) {
+    constexpr int threads = 3, per_thread = 300;
+    std::vector<std::pair<int, int>> order;
+    std::atomic<int> ran{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t)
+        ts.emplace_back([&, t] {
+            for (int k = 0; k < per_thread; ++k) {
+                loop.post([&order, &ran, t, k] {
+                    order.emplace_back(t, k);
+                    ran.fetch_add(1, std::memory_order_release);
+                });
+                if (k % 7 == 0)  // now and then, let the loop catch up and block
+                    while (ran.load(std::memory_order_acquire) < k / 2)
+                        std::this_thread::yield();
+            }
+        });
+    ASSERT_TRUE(step_until([&] { return ran.load(std::memory_order_acquire) == threads * per_thread; },
+                           10 * threads * per_thread));
+    for (auto& th : ts)
+        th.join();
+    std::vector<int> next(threads, 0);
+    for (auto [t, k] : order)
+        ASSERT_EQ(k, next[t]++) << "thread " << t;
+}
+
 TEST_F(MainLoopTest, PostFromAnotherThreadWakesABlockedStepAndRunsOnTheLoopThread) {
     const auto loop_thread = std::this_thread::get_id();
     std::atomic<bool> ran{false};

@@ -188,10 +188,24 @@ bool ChannelCore::find_line(std::size_t& len) noexcept {
 }
 
 std::string ChannelCore::take(std::size_t n) {
-    std::string out(buf_.get() + begin_, n);
+    std::string out;
+    if (n <= spare_.capacity())
+        out.swap(spare_);  // its memory, not a new allocation
+    out.assign(buf_.get() + begin_, n);
     begin_ += n;
     emitted_ = emitted_ > n ? emitted_ - n : 0;
     return out;
+}
+
+void ChannelCore::recycle(std::string&& written) noexcept {
+    // Small strings only: the spare is held for as long as the channel
+    // lives. One that does not fit in the string itself has nothing to give.
+    constexpr std::size_t kMaxSpare = 2048;
+    const std::size_t cap = written.capacity();
+    if (cap > std::string().capacity() && cap <= kMaxSpare && cap > spare_.capacity()) {
+        written.clear();
+        spare_.swap(written);
+    }
 }
 
 bool ChannelCore::try_serve(Want want, std::size_t n, std::optional<std::string>& value, std::exception_ptr& error) {
@@ -516,8 +530,10 @@ InProgress<void> ChannelCore::write(std::string data) {
         // without a trip through the loop.
         boost::system::error_code ec;
         off = write_now(data.data(), data.size(), ec);
-        if (!ec && off == data.size())
+        if (!ec && off == data.size()) {
+            recycle(std::move(data));
             return written_at_once();
+        }
         if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
             write_error_ = io_error(ec, std::string(kind) + "::write()");
             return make_failed<void>(write_error_);
@@ -596,6 +612,7 @@ void ChannelCore::on_writable(const boost::system::error_code& ec) {
         if (w.off < w.data.size())
             continue;
         std::shared_ptr<State<void>> s = std::move(w.state);
+        recycle(std::move(w.data));
         writes_.pop_front();
         s->clear_abort_hook();
         // Its callbacks may write more (queued behind the rest) or close.

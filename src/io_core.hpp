@@ -134,6 +134,7 @@ private:
     /// at the end of the stream, the final answer (or an error).
     bool try_serve(Want want, std::size_t n, std::optional<std::string>& value, std::exception_ptr& error);
     std::string take(std::size_t n);
+    void recycle(std::string&& written) noexcept;
     bool find_line(std::size_t& len) noexcept;
     void pump();
     void serve_requests();
@@ -156,6 +157,10 @@ private:
     std::size_t scan_ = 0;     // bytes in [begin_, scan_) hold no '\n'
     std::size_t emitted_ = 0;  // leading unread bytes already emitted by `read`
     std::size_t next_chunk_ = 4096;
+    // The memory of a string that was written out, for the next string a
+    // read hands over (see recycle()): a coroutine that echoes or forwards
+    // what it reads allocates nothing per message.
+    std::string spare_;
 
     std::deque<ReadRequest> reads_;
     std::deque<WriteRequest> writes_;

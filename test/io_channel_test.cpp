@@ -1,6 +1,7 @@
 #include "kaa/io_channel.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <string>
@@ -52,6 +53,31 @@ TEST_F(IOChannelTest, ReadGetsWhatWasWritten) {
     auto r = reader.read();
     ASSERT_TRUE(step_until([&] { return r.finished(); }));
     EXPECT_EQ(r.result(), "hello");
+}
+
+// A channel reuses the memory of strings it has written for the strings its
+// reads hand over (an echo allocates nothing per message). What a read
+// returns is only ever what was read, whatever the recycled string held.
+TEST_F(IOChannelTest, ReadsReturnExactlyWhatArrivedWhileWrittenStringsAreRecycled) {
+    // `reader`'s own writes fill its spare buffer; use a socket pair so
+    // that one channel both reads and writes.
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    IOChannel a(sv[0]), b(sv[1]);
+    const std::vector<std::string> messages = {std::string(100, 'x'), std::string(40, 'y'), "short",
+                                               std::string(3000, 'z'), std::string(1500, 'w'),
+                                               std::string(20, 'v')};
+    for (const std::string& m : messages) {
+        // a writes a long string (recycled), then reads b's message.
+        EXPECT_TRUE(finished_ok(a.write(std::string(1000, '#'))));
+        auto r = a.read_bytes(m.size());
+        EXPECT_TRUE(finished_ok(b.write(m)));
+        ASSERT_TRUE(step_until([&] { return r.finished(); }));
+        EXPECT_EQ(r.result(), m);
+        auto drained = b.read_bytes(1000);
+        ASSERT_TRUE(step_until([&] { return drained.finished(); }));
+        EXPECT_EQ(drained.result(), std::string(1000, '#'));
+    }
 }
 
 // Writes that go out at once share one finished state per channel (no

@@ -447,8 +447,12 @@ void ChannelCore::serve_requests() {
         reads_.pop_front();
         s->clear_abort_hook();
         // Finishing may resume a coroutine right here, which may read again
-        // (queued behind the rest) or close the channel.
+        // (queued behind the rest) or close the channel. This handle is
+        // only the finisher's: a coroutine awaiting the read may take the
+        // string instead of copying it.
+        StateBase& state = *s;
         InProgress<std::string> ip(std::move(s));
+        StateBase::FinisherRef finisher(state);  // goes before `ip`
         if (error)
             ip.fail(std::move(error));
         else

@@ -589,3 +589,107 @@ TEST_F(Coroutine, ResultSetFromOutsideIsNotOverwrittenByTheBody) {
     EXPECT_TRUE(kaa::test::message_of(got[0]).find("finished by someone else") != std::string::npos)
         << kaa::test::message_of(got[0]);
 }
+
+// ---- await on a handle the caller gives up: move instead of copy -----------
+
+namespace {
+// Counts its copies; moves are free.
+struct CopyCounted {
+    static inline int copies = 0;
+    std::string text;
+    explicit CopyCounted(std::string t) : text(std::move(t)) {}
+    CopyCounted(const CopyCounted& o) : text(o.text) { ++copies; }
+    CopyCounted(CopyCounted&&) noexcept = default;
+    CopyCounted& operator=(const CopyCounted& o) {
+        text = o.text;
+        ++copies;
+        return *this;
+    }
+    CopyCounted& operator=(CopyCounted&&) noexcept = default;
+};
+} // namespace
+
+TEST_F(Coroutine, AwaitOnTheLastHandleOfAFinishedOperationMovesTheValueOut) {
+    CopyCounted::copies = 0;
+    std::string got;
+    auto co = kaa::coroutine([&] { got = await(kaa::make_finished<CopyCounted>(CopyCounted("payload"))).text; });
+    ASSERT_TRUE(co.finished());
+    EXPECT_EQ(got, "payload");
+    EXPECT_EQ(CopyCounted::copies, 0);
+}
+
+// The I/O channel finishes a read with a handle it marks as only the
+// finisher's: the coroutine it resumes takes the value.
+TEST_F(Coroutine, AwaitResumedByAMarkedFinisherMovesTheValueOut) {
+    CopyCounted::copies = 0;
+    InProgress<CopyCounted> op;
+    std::string got;
+    auto co = kaa::coroutine([&, ip = op]() mutable { got = await(std::move(ip)).text; });
+    {
+        InProgress<CopyCounted> finisher = std::move(op);
+        kaa::detail::StateBase::FinisherRef mark(*finisher.state());
+        finisher.finish(CopyCounted("payload"));
+    }
+    ASSERT_TRUE(co.finished());
+    EXPECT_EQ(got, "payload");
+    EXPECT_EQ(CopyCounted::copies, 0);
+}
+
+// An unmarked finisher's handle may be read after finish(): copied.
+TEST_F(Coroutine, AwaitResumedByAnUnmarkedFinisherCopies) {
+    CopyCounted::copies = 0;
+    InProgress<CopyCounted> op;
+    std::string got;
+    auto co = kaa::coroutine([&, ip = op]() mutable { got = await(std::move(ip)).text; });
+    op.finish(CopyCounted("kept"));
+    ASSERT_TRUE(co.finished());
+    EXPECT_EQ(got, "kept");
+    EXPECT_EQ(CopyCounted::copies, 1);
+    EXPECT_EQ(op.result().text, "kept");
+}
+
+TEST_F(Coroutine, AwaitOnAGivenUpHandleCopiesWhileAnotherHandleCanSeeTheValue) {
+    CopyCounted::copies = 0;
+    InProgress<CopyCounted> op;
+    InProgress<CopyCounted> other = op;
+    std::string got;
+    auto co = kaa::coroutine([&, ip = op]() mutable { got = await(std::move(ip)).text; });
+    {
+        InProgress<CopyCounted> finisher = std::move(op);
+        kaa::detail::StateBase::FinisherRef mark(*finisher.state());
+        finisher.finish(CopyCounted("shared"));
+    }
+    ASSERT_TRUE(co.finished());
+    EXPECT_EQ(got, "shared");
+    EXPECT_EQ(CopyCounted::copies, 1);
+    EXPECT_EQ(other.result().text, "shared");
+}
+
+TEST_F(Coroutine, AwaitOnAGivenUpHandleCopiesWhileAnotherCallbackIsStillToRun) {
+    CopyCounted::copies = 0;
+    InProgress<CopyCounted> op;
+    std::string got, seen_later;
+    auto co = kaa::coroutine([&, ip = op]() mutable { got = await(std::move(ip)).text; });
+    op.connect([&](const CopyCounted& c) { seen_later = c.text; });  // runs after the coroutine's
+    {
+        InProgress<CopyCounted> finisher = std::move(op);
+        kaa::detail::StateBase::FinisherRef mark(*finisher.state());
+        finisher.finish(CopyCounted("both"));
+    }
+    ASSERT_TRUE(co.finished());
+    EXPECT_EQ(got, "both");
+    EXPECT_EQ(seen_later, "both");
+    EXPECT_EQ(CopyCounted::copies, 1);
+}
+
+TEST_F(Coroutine, ResultOnAGivenUpHandleMovesOnlyTheLastOne) {
+    CopyCounted::copies = 0;
+    auto a = kaa::make_finished<CopyCounted>(CopyCounted("v"));
+    auto b = a;
+    EXPECT_EQ(std::move(a).result().text, "v");  // `b` still sees it: copied
+    EXPECT_EQ(CopyCounted::copies, 1);
+    EXPECT_EQ(b.result().text, "v");
+    a = InProgress<CopyCounted>(nullptr);  // (result() && does not empty the handle)
+    EXPECT_EQ(std::move(b).result().text, "v");  // the last one: moved
+    EXPECT_EQ(CopyCounted::copies, 1);
+}

@@ -302,6 +302,19 @@ std::remove_cvref_t<T> await(const InProgress<T>& ip) {
         return ip.result();
 }
 
+/// The same for a handle the caller gives up -- a temporary, as in
+/// `await(channel.read())`, or `std::move(ip)`: the value is moved out
+/// instead of copied when nobody else can see it any more (no other handle,
+/// no callback still to run; see InProgress::result() &&).
+template <class T>
+std::remove_cvref_t<T> await(InProgress<T>&& ip) {
+    detail::await_state(ip);
+    if constexpr (std::is_void_v<T>)
+        ip.result();
+    else
+        return std::move(ip).result();
+}
+
 /// Gives the loop a time slice: resumes on a later iteration (after the
 /// coroutine's interval, if it has one). Two coroutines that yield in turn
 /// interleave step by step.

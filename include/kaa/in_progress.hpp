@@ -124,6 +124,27 @@ public:
     /// The operation's progress, if its producer reports any.
     std::shared_ptr<Progress> progress;
 
+    /// Marks, for its lifetime, one reference to the state as held only by
+    /// the code finishing it (library plumbing: an I/O channel serving a
+    /// read), which will not read the value (see value_takeable).
+    class FinisherRef {
+    public:
+        explicit FinisherRef(StateBase& s) noexcept : s_(s) { ++s_.finisher_refs_; }
+        ~FinisherRef() { --s_.finisher_refs_; }
+        FinisherRef(const FinisherRef&) = delete;
+        FinisherRef& operator=(const FinisherRef&) = delete;
+
+    private:
+        StateBase& s_;
+    };
+    /// Loop thread, finished state: whether a holder of one of its
+    /// `use_count` references, about to give it up, is the last one who can
+    /// see the value -- no other handle but a finisher's, and no callback
+    /// still to run -- and so may move the value out instead of copying it.
+    bool value_takeable(long use_count) const noexcept {
+        return running_ == nullptr && use_count == 1 + finisher_refs_;
+    }
+
     /// Blocks a non-loop thread until finished, or until `deadline`.
     bool wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) const;
 
@@ -147,6 +168,7 @@ private:
     mutable std::atomic<std::uint32_t> blocking_waiters_{0};
     Abortable abortable_ = Abortable::automatic;
     bool aborted_ = false;
+    std::uint8_t finisher_refs_ = 0;  // see FinisherRef
     std::uint32_t next_id_ = 0;
     std::uint32_t listeners_ = 0;
     Entry first_;               // the first callback, stored inline (the common case)
@@ -177,6 +199,8 @@ public:
     }
     T& value() noexcept { return *value_; }
     void reset_value() noexcept { value_.reset(); }
+    /// Moves the value out (see StateBase::value_takeable).
+    T take_value() { return std::move(*value_); }
 
 private:
     std::optional<T> value_;
@@ -421,11 +445,25 @@ public:
 
     /// The value; rethrows the failure (which counts as observing it).
     /// @throws ResultNotReady if not finished.
-    decltype(auto) result() const {
+    decltype(auto) result() const& {
         StateT& s = typed();
         Status_check(s);
         if constexpr (!std::is_void_v<T>)
             return static_cast<const T&>(s.value());
+    }
+
+    /// The same on a handle the caller gives up (`std::move(ip).result()`,
+    /// or a temporary), by value: moved out of the operation when nobody
+    /// else can see it any more -- no other handle, no callback still to
+    /// run -- and copied otherwise. Loop thread (see result() const&).
+    auto result() && {
+        StateT& s = typed();
+        Status_check(s);
+        if constexpr (!std::is_void_v<T>) {
+            if (s.value_takeable(state_.use_count()))
+                return s.take_value();
+            return T(static_cast<const T&>(s.value()));
+        }
     }
 
     /// Calls `f(const T&)` (`f()` for void) when it succeeds.

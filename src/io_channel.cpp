@@ -189,8 +189,8 @@ bool ChannelCore::find_line(std::size_t& len) noexcept {
 
 std::string ChannelCore::take(std::size_t n) {
     std::string out;
-    if (n <= spare_.capacity())
-        out.swap(spare_);  // its memory, not a new allocation
+    if (n > out.capacity() && n <= spare_.capacity())
+        out = std::move(spare_);  // its memory, not a new allocation
     out.assign(buf_.get() + begin_, n);
     begin_ += n;
     emitted_ = emitted_ > n ? emitted_ - n : 0;
@@ -203,8 +203,8 @@ void ChannelCore::recycle(std::string&& written) noexcept {
     constexpr std::size_t kMaxSpare = 2048;
     const std::size_t cap = written.capacity();
     if (cap > std::string().capacity() && cap <= kMaxSpare && cap > spare_.capacity()) {
-        written.clear();
-        spare_.swap(written);
+        spare_ = std::move(written);
+        spare_.clear();
     }
 }
 

@@ -115,9 +115,12 @@ void ignore_sigpipe_once() {
 }
 
 void check_loop_thread(const char* what) {
-    MainLoop& loop = MainLoop::current();
-    if (!loop.is_main_thread())
-        throw WrongThread(std::string(what) +
+    // One call on the hot path (every read() and write()); the slow path
+    // says why: no loop (LoopError from current()) or another thread.
+    if (loop_context() == LoopContext::loop_thread) [[likely]]
+        return;
+    MainLoop::current();
+    throw WrongThread(std::string(what) +
                           ": I/O objects belong to the loop thread; post() the call to the loop, or "
                           "use kaa::threaded(kaa::main_thread, ...) from a worker");
 }
@@ -521,7 +524,7 @@ InProgress<void> ChannelCore::written_at_once() {
     return InProgress<void>(written_);
 }
 
-InProgress<void> ChannelCore::write(std::string data) {
+InProgress<void> ChannelCore::write(std::string&& data) {
     if (!open_)
         return make_failed<void>(closed_error(kind, "write(): the channel is closed"));
     if (write_error_)

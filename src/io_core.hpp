@@ -69,7 +69,7 @@ public:
     InProgress<std::string> read();
     InProgress<std::string> read_bytes(std::size_t n);
     InProgress<std::string> readline();
-    InProgress<void> write(std::string data);
+    InProgress<void> write(std::string&& data);
     void close(const char* why = "the channel was closed");
 
     bool is_open() const noexcept { return open_; }

@@ -75,6 +75,11 @@ TEST_F(InProgressTest, MoveOnlyResult) {
     ip.finish(std::make_unique<int>(3));
     ASSERT_NE(seen, nullptr);
     EXPECT_EQ(*ip.result(), 3);
+    // On an rvalue handle a value that cannot be copied is not moved out
+    // behind the caller's back: it comes by reference, as from an lvalue.
+    const std::unique_ptr<int>& again = std::move(ip).result();
+    EXPECT_EQ(&again, seen);
+    EXPECT_EQ(*ip.result(), 3);
 }
 
 TEST_F(InProgressTest, FailThenResultRethrows) {

@@ -455,11 +455,14 @@ public:
     /// The same on a handle the caller gives up (`std::move(ip).result()`,
     /// or a temporary), by value: moved out of the operation when nobody
     /// else can see it any more -- no other handle, no callback still to
-    /// run -- and copied otherwise. Loop thread (see result() const&).
-    auto result() && {
-        StateT& s = typed();
-        Status_check(s);
-        if constexpr (!std::is_void_v<T>) {
+    /// run -- and copied otherwise. Loop thread (see result() const&). A
+    /// value that cannot be copied comes as from result() const&.
+    decltype(auto) result() && {
+        if constexpr (std::is_void_v<T> || !std::is_copy_constructible_v<T>) {
+            return static_cast<const InProgress&>(*this).result();
+        } else {
+            StateT& s = typed();
+            Status_check(s);
             if (s.value_takeable(state_.use_count()))
                 return s.take_value();
             return T(static_cast<const T&>(s.value()));

@@ -607,6 +607,19 @@ struct CopyCounted {
     }
     CopyCounted& operator=(CopyCounted&&) noexcept = default;
 };
+
+/// A coroutine that awaits its own handle to `op`, given up, into `got`.
+auto await_given_up(const InProgress<CopyCounted>& op, std::string& got) {
+    return kaa::coroutine([&got, ip = op]() mutable { got = await(std::move(ip)).text; });
+}
+
+/// Finishes `op` through a handle marked as only the finisher's, as the I/O
+/// channel does while it serves a read; the handle goes afterwards.
+void finish_as_marked_finisher(InProgress<CopyCounted>&& op, const char* text) {
+    InProgress<CopyCounted> finisher = std::move(op);
+    kaa::detail::StateBase::FinisherRef mark(*finisher.state());
+    finisher.finish(CopyCounted(text));
+}
 } // namespace
 
 TEST_F(Coroutine, AwaitOnTheLastHandleOfAFinishedOperationMovesTheValueOut) {
@@ -624,12 +637,8 @@ TEST_F(Coroutine, AwaitResumedByAMarkedFinisherMovesTheValueOut) {
     CopyCounted::copies = 0;
     InProgress<CopyCounted> op;
     std::string got;
-    auto co = kaa::coroutine([&, ip = op]() mutable { got = await(std::move(ip)).text; });
-    {
-        InProgress<CopyCounted> finisher = std::move(op);
-        kaa::detail::StateBase::FinisherRef mark(*finisher.state());
-        finisher.finish(CopyCounted("payload"));
-    }
+    auto co = await_given_up(op, got);
+    finish_as_marked_finisher(std::move(op), "payload");
     ASSERT_TRUE(co.finished());
     EXPECT_EQ(got, "payload");
     EXPECT_EQ(CopyCounted::copies, 0);
@@ -640,7 +649,7 @@ TEST_F(Coroutine, AwaitResumedByAnUnmarkedFinisherCopies) {
     CopyCounted::copies = 0;
     InProgress<CopyCounted> op;
     std::string got;
-    auto co = kaa::coroutine([&, ip = op]() mutable { got = await(std::move(ip)).text; });
+    auto co = await_given_up(op, got);
     op.finish(CopyCounted("kept"));
     ASSERT_TRUE(co.finished());
     EXPECT_EQ(got, "kept");
@@ -653,12 +662,8 @@ TEST_F(Coroutine, AwaitOnAGivenUpHandleCopiesWhileAnotherHandleCanSeeTheValue) {
     InProgress<CopyCounted> op;
     InProgress<CopyCounted> other = op;
     std::string got;
-    auto co = kaa::coroutine([&, ip = op]() mutable { got = await(std::move(ip)).text; });
-    {
-        InProgress<CopyCounted> finisher = std::move(op);
-        kaa::detail::StateBase::FinisherRef mark(*finisher.state());
-        finisher.finish(CopyCounted("shared"));
-    }
+    auto co = await_given_up(op, got);
+    finish_as_marked_finisher(std::move(op), "shared");
     ASSERT_TRUE(co.finished());
     EXPECT_EQ(got, "shared");
     EXPECT_EQ(CopyCounted::copies, 1);
@@ -669,13 +674,9 @@ TEST_F(Coroutine, AwaitOnAGivenUpHandleCopiesWhileAnotherCallbackIsStillToRun) {
     CopyCounted::copies = 0;
     InProgress<CopyCounted> op;
     std::string got, seen_later;
-    auto co = kaa::coroutine([&, ip = op]() mutable { got = await(std::move(ip)).text; });
+    auto co = await_given_up(op, got);
     op.connect([&](const CopyCounted& c) { seen_later = c.text; });  // runs after the coroutine's
-    {
-        InProgress<CopyCounted> finisher = std::move(op);
-        kaa::detail::StateBase::FinisherRef mark(*finisher.state());
-        finisher.finish(CopyCounted("both"));
-    }
+    finish_as_marked_finisher(std::move(op), "both");
     ASSERT_TRUE(co.finished());
     EXPECT_EQ(got, "both");
     EXPECT_EQ(seen_later, "both");

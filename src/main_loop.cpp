@@ -122,11 +122,11 @@ struct MainLoop::Impl {
     // loop thread does not run straight into the mutex the poster still
     // holds). The destructor waits for them before the io_context goes.
     std::atomic<int> wakers{0};
-    // Tasks handed straight to Asio (see post_remote()) that have not started
-    // yet: 0 or 1 as a rule. Raised under remote_mutex; while it is not 0 the
-    // loop leaves `remote` alone, so that work posted after a direct task
-    // runs after it. Next to asio_waiting: a poster reads both.
-    std::atomic<int> direct_pending{0};
+    // A task handed straight to Asio (see post_remote()) has not started
+    // yet; there is at most one. Raised under remote_mutex; while it is up
+    // the loop leaves `remote` alone, so that work posted after the direct
+    // task runs after it. Next to asio_waiting: a poster reads both.
+    std::atomic<bool> direct_pending{false};
     // The task handed to Asio: written under remote_mutex by the poster that
     // raised direct_pending, taken by its handler on the loop thread.
     Task direct_task;
@@ -167,7 +167,7 @@ struct MainLoop::Impl {
             Task t = std::move(im->direct_task);
             // Started: what was posted after it may be collected now, and
             // the next task may be handed over.
-            im->direct_pending.store(0, std::memory_order_release);
+            im->direct_pending.store(false, std::memory_order_release);
             run_guarded(self, t, "posted callback");
         }));
     }
@@ -190,7 +190,7 @@ struct MainLoop::Impl {
         std::lock_guard lock(remote_mutex);
         // A task handed to Asio before these was posted before them: they
         // wait until it has started (see ready_now()).
-        if (direct_pending.load(std::memory_order_acquire) != 0)
+        if (direct_pending.load(std::memory_order_acquire))
             return;
         if (remote_ready.items.empty()) {
             // The usual case: hand the whole batch over, and give the
@@ -212,7 +212,7 @@ struct MainLoop::Impl {
     bool ready_now() const noexcept {
         return !local.empty() || !remote_ready.empty() || asio_ready ||
                (remote_pending.load(std::memory_order_acquire) &&
-                direct_pending.load(std::memory_order_acquire) == 0);
+                !direct_pending.load(std::memory_order_acquire));
     }
 
     /// From another thread: queues `fn` on `loop` (the current loop if null)
@@ -307,15 +307,15 @@ MainLoop::Signals& MainLoop::signals() noexcept { return impl_->signals; }
 asio::io_context& MainLoop::context() noexcept { return impl_->io; }
 
 bool MainLoop::has_ready_work() const noexcept {
-    return !impl_->local.empty() || !impl_->remote_ready.empty() ||
-           impl_->remote_pending.load(std::memory_order_acquire) || impl_->asio_ready ||
-           impl_->direct_pending.load(std::memory_order_acquire) != 0;
+    // What a step runs without waiting, and what it waits for in Asio.
+    return impl_->ready_now() || impl_->remote_pending.load(std::memory_order_acquire) ||
+           impl_->direct_pending.load(std::memory_order_acquire);
 }
 
 bool MainLoop::has_posted_work() const noexcept {
     return impl_->asio_ready || !impl_->remote_ready.empty() ||
            impl_->remote_pending.load(std::memory_order_acquire) ||
-           impl_->direct_pending.load(std::memory_order_acquire) != 0;
+           impl_->direct_pending.load(std::memory_order_acquire);
 }
 
 bool MainLoop::host_attached() const noexcept { return impl_->asio_host.has_value(); }
@@ -406,9 +406,9 @@ bool MainLoop::Impl::post_remote(MainLoop* loop, Task& fn) {
         // order. A loop that stopped waiting meanwhile finds the task in
         // Asio at its next poll.
         if (was_empty && !im.host_wakeup && !im.host_waiting &&
-            im.direct_pending.load(std::memory_order_acquire) == 0) {
+            !im.direct_pending.load(std::memory_order_acquire)) {
             if (im.asio_waiting.load(std::memory_order_seq_cst)) {
-                im.direct_pending.store(1, std::memory_order_relaxed);
+                im.direct_pending.store(true, std::memory_order_relaxed);
                 im.direct_task = std::move(fn);
                 im.wakers.fetch_add(1, std::memory_order_relaxed);
                 waking = &im;
@@ -454,7 +454,7 @@ bool MainLoop::Impl::post_remote(MainLoop* loop, Task& fn) {
         if (g_current.load(std::memory_order_relaxed) == direct) {  // else the destructor drops it
             im.remote.insert(im.remote.begin(), std::move(im.direct_task));
             im.remote_pending.store(true, std::memory_order_seq_cst);
-            im.direct_pending.store(0, std::memory_order_release);
+            im.direct_pending.store(false, std::memory_order_release);
             try {
                 im.wake();
             } catch (...) {
@@ -550,7 +550,7 @@ bool MainLoop::step(std::optional<Duration> timeout) {
             // it waits behind a direct task (see ready_now()), whose
             // handler will.
             if (!im.remote_pending.load(std::memory_order_seq_cst) ||
-                im.direct_pending.load(std::memory_order_acquire) != 0)
+                im.direct_pending.load(std::memory_order_acquire))
                 guarded([&] { return im.run_one(timeout); });
         }
     }

@@ -52,6 +52,16 @@ void shutdown_io_objects() {
         if (live.count(o))
             o->loop_shutdown();
     r.live = nullptr;
+    // Everything is closed: leave the list, so that an object destroyed
+    // later -- on another thread, once no loop is left to post its release
+    // to -- touches no neighbour.
+    for (IoObject* o = r.head; o;) {
+        IoObject* next = o->next_;
+        o->linked_ = false;
+        o->prev_ = o->next_ = nullptr;
+        o = next;
+    }
+    r.head = nullptr;
 }
 
 void IoObject::io_link() {
@@ -142,9 +152,11 @@ std::shared_ptr<ChannelCore> ChannelCore::make_handle(std::shared_ptr<ChannelCor
     // channel, and drops the reference that kept the core alive; pending
     // Asio handlers hold their own.
     std::shared_ptr<ChannelCore> owner(raw, [core = std::move(core)](ChannelCore*) mutable {
-        if (MainLoop::current_or_null())
-            core->handles_gone();
-        core.reset();
+        release_on_loop([core = std::move(core)]() mutable {
+            if (MainLoop::current_or_null())
+                core->handles_gone();
+            core.reset();
+        });
     });
     return owner;
 }

@@ -20,6 +20,7 @@
 #include <boost/system/error_code.hpp>
 
 #include "handler_slot.hpp"
+#include "kaa/detail/loop_access.hpp"
 #include "kaa/errors.hpp"
 #include "kaa/in_progress.hpp"
 #include "kaa/io_channel.hpp"
@@ -60,6 +61,26 @@ bool is_eof(const boost::system::error_code& ec) noexcept;
 void ignore_sigpipe_once();
 /// Throws WrongThread off the loop thread, LoopError without a loop.
 void check_loop_thread(const char* what);
+
+/// Runs `release` (which closes or stops an I/O core and drops it) where the
+/// core may be touched: at once on the loop thread or with no loop, posted
+/// to the loop from any other thread. So the last handle of a channel may go
+/// anywhere -- a lambda that captured a Socket and ran on a worker -- and
+/// the core is still closed and destroyed on the loop thread, as the Asio
+/// objects inside it require (doc/io.md). kaa::Process does the same.
+template <class F>
+void release_on_loop(F&& release) noexcept {
+    if (loop_context() != LoopContext::other_thread) {
+        release();
+        return;
+    }
+    try {
+        post_to_loop(UniqueFunction<void()>(std::forward<F>(release)));
+    } catch (...) {
+        // Only allocation fails here; the core then goes on this thread.
+        report_unhandled(std::current_exception(), "releasing an I/O object from another thread");
+    }
+}
 
 class ChannelCore : public IoObject, public std::enable_shared_from_this<ChannelCore> {
 public:

@@ -194,19 +194,25 @@ InProgress<void> ready(int fd, asio::posix::stream_descriptor::wait_type w, cons
 
 } // namespace detail
 
+namespace {
+
+// A monitor may go on any thread; its core stops on the loop thread.
+void release(std::shared_ptr<detail::MonitorCore> core) noexcept {
+    if (core)
+        detail::release_on_loop([core = std::move(core)] { core->stop(); });
+}
+
+} // namespace
+
 IOMonitor& IOMonitor::operator=(IOMonitor&& other) noexcept {
     if (this != &other) {
-        if (core_)
-            core_->stop();
+        release(std::move(core_));
         core_ = std::move(other.core_);
     }
     return *this;
 }
 
-IOMonitor::~IOMonitor() {
-    if (core_)
-        core_->stop();
-}
+IOMonitor::~IOMonitor() { release(std::move(core_)); }
 
 void IOMonitor::register_fd(int fd, IOCondition cond) {
     if (!core_)
@@ -215,8 +221,11 @@ void IOMonitor::register_fd(int fd, IOCondition cond) {
 }
 
 void IOMonitor::unregister() {
-    if (core_)
-        core_->stop();
+    if (!core_)
+        return;
+    if (detail::loop_context() == detail::LoopContext::other_thread)
+        detail::check_loop_thread("IOMonitor::unregister()");  // throws WrongThread
+    core_->stop();
 }
 
 bool IOMonitor::active() const noexcept { return core_ && core_->active(); }

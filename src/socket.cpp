@@ -266,9 +266,11 @@ public:
     static std::shared_ptr<ListenerCore> make_handle(std::shared_ptr<ListenerCore> core) {
         ListenerCore* raw = core.get();
         return std::shared_ptr<ListenerCore>(raw, [core = std::move(core)](ListenerCore*) mutable {
-            if (MainLoop::current_or_null())
-                core->close("the last handle to the listener was dropped");
-            core.reset();
+            release_on_loop([core = std::move(core)]() mutable {
+                if (MainLoop::current_or_null())
+                    core->close("the last handle to the listener was dropped");
+                core.reset();
+            });
         });
     }
 

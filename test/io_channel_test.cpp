@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "kaa/coroutine.hpp"
@@ -395,4 +397,18 @@ TEST(IOChannelMisuse, LoopShutdownClosesChannels) {
     EXPECT_TRUE(holds<ConnectionClosed>(r.exception()));
     EXPECT_FALSE(keep_after_loop.is_open());
     ::close(fds[1]);
+}
+
+// The last handle may go on another thread (a lambda that captured the
+// channel ran on a worker): the channel still closes on the loop thread.
+TEST_F(IOChannelTest, TheLastHandleDroppedOnAnotherThreadClosesOnTheLoop) {
+    std::thread::id closed_on;
+    reader.signals().closed.connect([&] { closed_on = std::this_thread::get_id(); });
+    std::thread([r = std::exchange(reader, IOChannel())]() mutable { r = IOChannel(); }).join();
+    EXPECT_EQ(closed_on, std::thread::id());  // not on the worker
+    ASSERT_TRUE(step_until([&] { return closed_on != std::thread::id(); }));
+    EXPECT_EQ(closed_on, std::this_thread::get_id());
+    auto w = writer.write("x");
+    ASSERT_TRUE(step_until([&] { return w.finished(); }));
+    EXPECT_TRUE(holds<ConnectionClosed>(w.exception()));
 }

@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <memory>
+#include <thread>
+
 #include "kaa/coroutine.hpp"
 #include "test_support.hpp"
 
@@ -116,4 +119,28 @@ TEST_F(IOMonitorTest, AbortingReadableStopsTheWait) {
     char c = 0;
     EXPECT_EQ(::read(fds[0], &c, 1), 1); // nobody consumed it
     EXPECT_NO_THROW(writable(fds[1]).wait(std::chrono::seconds(10)));
+}
+
+// A monitor destroyed on another thread stops on the loop thread, and
+// unregister() there is refused.
+TEST_F(IOMonitorTest, AMonitorDestroyedOnAnotherThreadStopsOnTheLoop) {
+    int calls = 0;
+    auto mon = std::make_unique<IOMonitor>([&] { ++calls; });
+    mon->register_fd(fds[1], IOCondition::write);  // a pipe with room is always writable
+    ASSERT_TRUE(step_until([&] { return calls > 0; }));
+    bool refused = false;
+    std::thread([&] {
+        try {
+            mon->unregister();
+        } catch (const WrongThread&) {
+            refused = true;
+        }
+    }).join();
+    EXPECT_TRUE(refused);
+    EXPECT_TRUE(mon->active());
+    std::thread([m = std::move(mon)]() mutable { m.reset(); }).join();
+    step_n(2);  // the first iteration runs the posted stop
+    const int after = calls;
+    step_n(3);
+    EXPECT_EQ(calls, after);
 }

@@ -7,6 +7,8 @@
 
 #include <cstdlib>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "kaa/coroutine.hpp"
@@ -368,4 +370,24 @@ TEST(SocketMisuse, ListenNeedsANumericAddress) {
     Socket s;
     EXPECT_THROW(s.read(), NotConnected);
     EXPECT_THROW(s.shutdown_write(), NotConnected);
+}
+
+// The last handles of a socket and a listener may go on another thread:
+// both still close, on the loop thread.
+TEST_F(SocketTest, TheLastHandlesDroppedOnAnotherThreadCloseOnTheLoop) {
+    Listener l;
+    l.listen("127.0.0.1", 0);
+    const auto port = l.port();
+    auto [client, server] = connected_pair();
+    auto end = client.read();
+    std::thread([s = std::exchange(server, Socket()), l2 = std::exchange(l, Listener())]() mutable {
+        s = Socket();
+        l2 = Listener();
+    }).join();
+    ASSERT_TRUE(step_until([&] { return end.finished(); }));
+    EXPECT_EQ(end.result(), "");  // the end of the stream: the server side closed
+    Socket late;
+    auto c = late.connect("127.0.0.1", port);
+    ASSERT_TRUE(step_until([&] { return c.finished(); }));
+    EXPECT_TRUE(holds<ConnectionRefused>(c.exception()));
 }

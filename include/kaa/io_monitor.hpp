@@ -94,7 +94,9 @@ public:
     IOMonitor& operator=(IOMonitor&& other) noexcept;
     IOMonitor(const IOMonitor&) = delete;
     IOMonitor& operator=(const IOMonitor&) = delete;
-    /// Unregisters: the callback is not called after this.
+    /// Unregisters: the callback is not called after this. On another
+    /// thread than the loop's, the loop unregisters it on its next iteration
+    /// instead (until then the callback may still run there).
     ~IOMonitor();
 
     /// Starts watching `fd` for `cond`. Registering again with the same
@@ -104,6 +106,7 @@ public:
     /// watched (e.g. it is not open); LoopError, WrongThread.
     void register_fd(int fd, IOCondition cond = IOCondition::read);
     /// Stops watching. Does nothing if not registered.
+    /// @throws WrongThread off the loop thread.
     void unregister();
     /// True while registered.
     bool active() const noexcept;

@@ -144,7 +144,16 @@ std::exception_ptr closed_error(const char* kind, const char* what) {
 
 } // namespace
 
-ChannelCore::~ChannelCore() = default;
+ChannelCore::~ChannelCore() {
+    // The abort hooks of pending reads and writes refer to this core: a
+    // handle to one of them may outlive it (a core goes without close() only
+    // when no loop is left to close it).
+    for (auto& r : reads_)
+        r.state->clear_abort_hook();
+    for (auto& w : writes_)
+        if (w.state)
+            w.state->clear_abort_hook();
+}
 
 std::shared_ptr<ChannelCore> ChannelCore::make_handle(std::shared_ptr<ChannelCore> core) {
     ChannelCore* raw = core.get();
@@ -290,9 +299,10 @@ InProgress<std::string> ChannelCore::request(Want want, std::size_t n) {
     }
     auto state = make_state<State<std::string>>();
     StateBase* raw = state.get();
-    state->set_abort_hook([weak = weak_from_this(), raw](const InProgressAborted&, std::exception_ptr) {
-        if (auto self = weak.lock())
-            self->remove_read(raw);
+    // The hook may refer to the core: every path that takes a request out
+    // of reads_ clears it, and so does the destructor.
+    state->set_abort_hook([this, raw](const InProgressAborted&, std::exception_ptr) {
+        remove_read(raw);
         return false;
     });
     reads_.push_back(ReadRequest{want, n, state});
@@ -410,10 +420,20 @@ void ChannelCore::on_read(const boost::system::error_code& ec, std::size_t n) {
             next_chunk_ *= 2;
         end_ += n;
     }
-    pump();
+    pump_held();  // the Asio handler that called this holds the core
 }
 
 void ChannelCore::pump() {
+    if (pumping_) {
+        pump_again_ = true;
+        return;
+    }
+    // Keeps the core alive while callbacks run (they may drop the last handle).
+    auto keep = shared_from_this();
+    pump_held();
+}
+
+void ChannelCore::pump_held() {
     if (pumping_) {
         pump_again_ = true;
         return;
@@ -423,8 +443,6 @@ void ChannelCore::pump() {
         ChannelCore& c;
         ~Reset() { c.pumping_ = false; }
     } reset{*this};
-    // Keeps the core alive while callbacks run (they may drop the last handle).
-    auto keep = shared_from_this();
     do {
         pump_again_ = false;
         serve_requests();
@@ -442,13 +460,21 @@ void ChannelCore::pump() {
     }
 }
 
-void ChannelCore::start_read_later() {
-    read_deferred_ = true;
-    post_to_loop([self = shared_from_this()] {
+// The task start_read_later() queues: named, so that the loop's queue may
+// move it by byte copy (a shared_ptr has no pointer into itself).
+struct ChannelCore::ReadLater {
+    using trivially_relocatable = void;
+    std::shared_ptr<ChannelCore> self;
+    void operator()() const {
         self->read_deferred_ = false;
         if (self->want_read())
             self->start_read();
-    });
+    }
+};
+
+void ChannelCore::start_read_later() {
+    read_deferred_ = true;
+    post_to_loop(ReadLater{shared_from_this()});
 }
 
 void ChannelCore::serve_requests() {
@@ -561,9 +587,9 @@ InProgress<void> ChannelCore::write(std::string&& data) {
     auto state = make_state<State<void>>();
     if (off == 0) {
         StateBase* raw = state.get();
-        state->set_abort_hook([weak = weak_from_this(), raw](const InProgressAborted&, std::exception_ptr) {
-            if (auto self = weak.lock())
-                self->remove_write(raw);
+        // As for reads (request()): cleared whenever the write leaves writes_.
+        state->set_abort_hook([this, raw](const InProgressAborted&, std::exception_ptr) {
+            remove_write(raw);
             return false;
         });
     } else {

@@ -158,12 +158,15 @@ private:
     void recycle(std::string&& written) noexcept;
     bool find_line(std::size_t& len) noexcept;
     void pump();
+    /// pump() for a caller that holds a reference to the core.
+    void pump_held();
     void serve_requests();
     void emit_unrequested();
     bool want_read() const;
     void start_read();
     /// start_read() from the loop's queue (after a short read; see on_read()).
     void start_read_later();
+    struct ReadLater;
     void start_write();
     void fail_writes(std::exception_ptr e);
     void maybe_emit_closed();

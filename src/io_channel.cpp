@@ -131,8 +131,8 @@ void check_loop_thread(const char* what) {
         return;
     MainLoop::current();
     throw WrongThread(std::string(what) +
-                          ": I/O objects belong to the loop thread; post() the call to the loop, or "
-                          "use kaa::threaded(kaa::main_thread, ...) from a worker");
+                      ": I/O objects belong to the loop thread; post() the call to the loop, or "
+                      "use kaa::threaded(kaa::main_thread, ...) from a worker");
 }
 
 namespace {
@@ -424,12 +424,11 @@ void ChannelCore::on_read(const boost::system::error_code& ec, std::size_t n) {
 }
 
 void ChannelCore::pump() {
-    if (pumping_) {
-        pump_again_ = true;
-        return;
-    }
-    // Keeps the core alive while callbacks run (they may drop the last handle).
-    auto keep = shared_from_this();
+    // Keeps the core alive while callbacks run (they may drop the last
+    // handle); a nested call only asks the running pump to go round again.
+    std::shared_ptr<ChannelCore> keep;
+    if (!pumping_)
+        keep = shared_from_this();
     pump_held();
 }
 

@@ -38,7 +38,7 @@ StateBase::~StateBase() {
     // (Out of line so that Signal and Progress are complete here.)
     if (status() == Status::failed && !observed_.load(std::memory_order_relaxed) && !aborted_ &&
         !is_silent_abort(error_))
-        report_unhandled(error_, "InProgress (failed, and nobody observed the exception)");
+        report_unobserved(error_, "InProgress (failed, and nobody observed the exception)");
 }
 
 namespace {

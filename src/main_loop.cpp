@@ -1,10 +1,14 @@
 #include "kaa/main_loop.hpp"
 
+#include <pthread.h>
+
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdio>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/bind_allocator.hpp>
@@ -132,8 +136,22 @@ struct MainLoop::Impl {
     Task direct_task;
 
     std::atomic<bool> stop_requested{false};
-    bool running = false;
+    // Atomic: is_running() and friends may be asked from any thread (the
+    // loop may run on a thread of its own, run_in_thread()).
+    std::atomic<bool> running{false};
+    std::atomic<bool> stopped{false};        // is_stopped(): run() ran and ended
+    std::atomic<bool> shutting_down{false};  // is_shutting_down(): until the next run()
+    bool in_shutdown = false;                // shutdown_loop() is running
+    bool destroying = false;
     bool needs_shutdown = false;
+    // The first exception that escaped a callback with nothing connected to
+    // `exception` (decision 21): the step it happened in rethrows it at its
+    // end, and run() after its shutdown. Further ones until then are printed.
+    std::exception_ptr escaped;
+
+    // run_in_thread(): the loop's own thread, and what run() threw there.
+    std::thread loop_thread;
+    std::exception_ptr thread_error;
     std::uint32_t polls = 0;  // iterations that did not wait (see step())
     int depth = 0;
     std::uint64_t iteration = 0; // steps begun (nested ones included)
@@ -220,6 +238,36 @@ struct MainLoop::Impl {
     /// current one -- checked under the lock the destructor takes.
     static bool post_remote(MainLoop* loop, Task& fn);
 
+    /// handle_exception() (`escape`) and report() on the loop thread.
+    void deliver_exception(std::exception_ptr e, std::string_view where, bool escape) noexcept {
+        if (t_reporting) {
+            print_unhandled(e, where);
+            return;
+        }
+        if (!signals.exception.empty()) {
+            t_reporting = true;
+            try {
+                signals.exception.emit(e);
+            } catch (...) {
+                print_unhandled(std::current_exception(), "exception handler");
+            }
+            t_reporting = false;
+            return;
+        }
+        // Nothing handles it. An escaped exception ends run() (or the bare
+        // step() it happened in), as io_context::run() lets it propagate. A
+        // host loop (guest mode) owns no run() to rethrow from, and outside
+        // any iteration (or once one is pending, or while the loop is being
+        // destroyed) there is nobody to rethrow to: printed, never dropped.
+        if (escape && !asio_host && !destroying && !escaped && (running || (depth > 0 && !in_shutdown))) {
+            escaped = std::move(e);
+            if (running)
+                stop_requested.store(true, std::memory_order_release);
+            return;
+        }
+        print_unhandled(e, where);
+    }
+
     static void run_guarded(MainLoop& self, Task& t, const char* where) {
         try {
             t();
@@ -238,6 +286,20 @@ MainLoop::MainLoop() : impl_(std::make_unique<Impl>()) {
 }
 
 MainLoop::~MainLoop() {
+    if (impl_->loop_thread.joinable()) {
+        if (impl_->loop_thread.get_id() == std::this_thread::get_id()) {
+            // Destroyed from one of its own callbacks: it cannot join itself.
+            impl_->loop_thread.detach();
+        } else {
+            stop();
+            try {
+                join();
+            } catch (...) {
+                print_unhandled(std::current_exception(), "the loop's own thread");
+            }
+        }
+    }
+    impl_->destroying = true;
     if (impl_->asio_host) {
         auto detached = std::move(impl_->host.detached);
         detach_host();
@@ -300,7 +362,11 @@ MainLoop* MainLoop::current_or_null() noexcept { return g_current.load(std::memo
 
 bool MainLoop::is_main_thread() const noexcept { return t_loop == this; }
 
-bool MainLoop::is_running() const noexcept { return impl_->running; }
+bool MainLoop::is_running() const noexcept { return impl_->running.load(std::memory_order_acquire); }
+
+bool MainLoop::is_stopped() const noexcept { return impl_->stopped.load(std::memory_order_acquire); }
+
+bool MainLoop::is_shutting_down() const noexcept { return impl_->shutting_down.load(std::memory_order_acquire); }
 
 MainLoop::Signals& MainLoop::signals() noexcept { return impl_->signals; }
 
@@ -516,6 +582,10 @@ bool MainLoop::step(std::optional<Duration> timeout) {
         ~DepthGuard() { --d; }
     } depth_guard{im.depth};
 
+    // A step begun after stop() (a nested wait, the shutdown's deliveries)
+    // does not emit `step`: kaa emits none after the step that stopped.
+    const bool emits = !im.in_shutdown && !(im.running.load(std::memory_order_relaxed) &&
+                                            im.stop_requested.load(std::memory_order_acquire));
     std::size_t ran = 0;
     auto guarded = [&](auto&& fn) {
         try {
@@ -565,9 +635,12 @@ bool MainLoop::step(std::optional<Duration> timeout) {
     im.collect_remote();
     ran += im.remote_ready.run_until(*this, im.remote_ready.end());
     ran += im.local.run_until(*this, local_mark);
-    im.signals.step.emit();  // cheap when nothing ever connected to it
+    if (emits)
+        im.signals.step.emit();  // cheap when nothing ever connected to it
     if (im.asio_host) [[unlikely]]
         im.asio_ready = im.asio_host->rearm();
+    if (im.escaped && !im.in_shutdown) [[unlikely]]
+        std::rethrow_exception(std::exchange(im.escaped, nullptr));
     return ran > 0;
 }
 
@@ -607,17 +680,96 @@ void MainLoop::run() {
     if (im.asio_host)
         throw LoopError("MainLoop::run(): the loop is attached to a host loop (guest mode); run the host's "
                         "loop (g_main_loop_run, QCoreApplication::exec) instead, or detach_host() first");
-    im.running = true;
+    im.running.store(true, std::memory_order_release);
+    im.stopped.store(false, std::memory_order_relaxed);
+    im.shutting_down.store(false, std::memory_order_relaxed);
     struct RunningGuard {
         MainLoop& loop;
         ~RunningGuard() {
-            loop.impl_->running = false;
+            loop.impl_->running.store(false, std::memory_order_release);
             loop.impl_->stop_requested.store(false);
+            loop.impl_->stopped.store(true, std::memory_order_release);
         }
     } running_guard{*this};
-    while (!im.stop_requested.load(std::memory_order_acquire))
-        step();
+    // step() rethrows an exception that escaped with nothing to handle it
+    // (it set stop_requested); kaa's order is then: the shutdown, the raise.
+    std::exception_ptr error;
+    try {
+        while (!im.stop_requested.load(std::memory_order_acquire))
+            step();
+    } catch (...) {
+        error = std::current_exception();
+    }
     detail::shutdown_loop(*this);
+    if (!error)
+        error = std::exchange(im.escaped, nullptr);
+    if (error)
+        std::rethrow_exception(error);
+}
+
+void MainLoop::run_in_thread() {
+    if (t_loop != this)
+        throw WrongThread("MainLoop::run_in_thread() must be called on the loop's thread (the thread that "
+                          "created the MainLoop, or that last join()ed its thread)");
+    Impl& im = *impl_;
+    if (im.running.load(std::memory_order_relaxed) || im.loop_thread.joinable())
+        throw LoopError("MainLoop::run_in_thread(): the loop is already running; stop() it and join() first");
+    if (im.asio_host)
+        throw LoopError("MainLoop::run_in_thread(): the loop is attached to a host loop (guest mode); "
+                        "detach_host() first");
+    // The caller waits until the loop thread runs its first iteration (kaa
+    // waits for a 0 s timer), or until run() ended without one (a stop()
+    // that came first).
+    struct Started {
+        std::mutex m;
+        std::condition_variable cv;
+        bool yes = false;
+        void set() {
+            {
+                std::lock_guard lock(m);
+                yes = true;
+            }
+            cv.notify_all();
+        }
+    };
+    auto started = std::make_shared<Started>();
+    // From here the caller is an ordinary thread: what it does with kaa
+    // objects goes through post(), like any other thread's.
+    t_loop = nullptr;
+    try {
+        im.loop_thread = std::thread([this, started] {
+            pthread_setname_np(pthread_self(), "kaa mainloop");
+            t_loop = this;
+            impl_->thread = std::this_thread::get_id();
+            try {
+                post([started] { started->set(); });
+                run();
+            } catch (...) {
+                impl_->thread_error = std::current_exception();
+            }
+            started->set();
+            t_loop = nullptr;
+        });
+    } catch (...) {
+        t_loop = this;
+        throw;
+    }
+    std::unique_lock lock(started->m);
+    started->cv.wait(lock, [&] { return started->yes; });
+}
+
+void MainLoop::join() {
+    Impl& im = *impl_;
+    if (!im.loop_thread.joinable())
+        return;
+    if (im.loop_thread.get_id() == std::this_thread::get_id())
+        throw WrongThread("MainLoop::join() on the loop's own thread would wait for itself; call stop() "
+                          "there, and join() from the thread that started it");
+    im.loop_thread.join();
+    t_loop = this;
+    im.thread = std::this_thread::get_id();
+    if (im.thread_error)
+        std::rethrow_exception(std::exchange(im.thread_error, nullptr));
 }
 
 void MainLoop::shutdown() {
@@ -636,17 +788,19 @@ void MainLoop::handle_exception(std::exception_ptr e, std::string_view where) no
         }
         return;
     }
-    if (t_reporting || impl_->signals.exception.empty()) {
-        print_unhandled(e, where);
+    impl_->deliver_exception(std::move(e), where, true);
+}
+
+void MainLoop::report(std::exception_ptr e, std::string_view where) noexcept {
+    if (t_loop != this) {
+        try {
+            post([this, e, w = std::string(where)] { report(e, w); });
+        } catch (...) {
+            print_unhandled(e, where);
+        }
         return;
     }
-    t_reporting = true;
-    try {
-        impl_->signals.exception.emit(e);
-    } catch (...) {
-        print_unhandled(std::current_exception(), "exception handler");
-    }
-    t_reporting = false;
+    impl_->deliver_exception(std::move(e), where, false);
 }
 
 bool is_main_thread() noexcept {
@@ -688,6 +842,15 @@ void report_unhandled(std::exception_ptr e, const char* where) noexcept {
     l->handle_exception(std::move(e), where);
 }
 
+void report_unobserved(std::exception_ptr e, const char* where) noexcept {
+    MainLoop* l = g_current.load(std::memory_order_acquire);
+    if (!l) {
+        print_unhandled(e, where);
+        return;
+    }
+    l->report(std::move(e), where);
+}
+
 std::uint64_t loop_iteration() noexcept {
     MainLoop* l = g_current.load(std::memory_order_acquire);
     return l ? l->impl_->iteration : 0;
@@ -701,7 +864,15 @@ void add_shutdown_hook(MainLoop& loop, UniqueFunction<void()> hook) {
 
 void shutdown_loop(MainLoop& loop) {
     MainLoop::Impl& im = *loop.impl_;
+    if (im.in_shutdown)
+        return;  // a shutdown slot asking for one: this is it
     im.needs_shutdown = false;
+    im.in_shutdown = true;
+    im.shutting_down.store(true, std::memory_order_release);
+    struct InShutdown {
+        bool& flag;
+        ~InShutdown() { flag = false; }
+    } in_shutdown{im.in_shutdown};
     // Hooks (coroutine registry, thread pools) run first so that the work
     // they abort can still report through `exception`.
     // Hooks are one-shot: whoever needs the next shutdown registers again.
@@ -730,8 +901,13 @@ void shutdown_loop(MainLoop& loop) {
     for (int i = 0; i < 64 && loop.step(Duration::zero()); ++i) {
     }
     run_hooks_and_deliver();
+    // Kaa's order: `shutdown`, then the per-run slots go (those of `step`
+    // and `shutdown`: a later run() starts without them), then
+    // `shutdown_after`, which keeps its slots for every later shutdown.
     im.signals.shutdown.emit();
     im.signals.shutdown.disconnect_all();
+    im.signals.step.disconnect_all();
+    im.signals.shutdown_after.emit();
     run_hooks_and_deliver();
     // The steps above marked the loop as stepped again; it is shut down now,
     // and the destructor must not do it a second time (unless work keeps

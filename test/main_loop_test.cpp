@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <functional>
 #include <future>
@@ -9,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -486,6 +489,119 @@ TEST_F(MainLoopTest, ShutdownEmittedOnceWhenRunEndsAndSlotsDisconnected) {
     EXPECT_EQ(shutdowns, 1);
 }
 
+TEST_F(MainLoopTest, NoStepIsEmittedAfterTheStepInWhichStopWasCalled) {
+    std::vector<std::string> order;
+    loop.signals().step.connect([&] { order.push_back("step"); });
+    loop.signals().shutdown.connect([&] { order.push_back("shutdown"); });
+    run_in_loop([&] {
+        order.push_back("stop");
+        loop.stop();
+        // Work the stop leaves behind still runs in the shutdown, but no
+        // iteration of it emits `step`.
+        loop.post([&] { order.push_back("delivered in the shutdown"); });
+    });
+    EXPECT_EQ(order, (std::vector<std::string>{"stop", "step", "delivered in the shutdown", "shutdown"}));
+}
+
+TEST_F(MainLoopTest, ShutdownDisconnectsStepAndShutdownSlotsThenEmitsShutdownAfterWhichKeepsItsSlots) {
+    std::vector<std::string> order;
+    loop.signals().step.connect([&] { order.push_back("step"); });
+    loop.signals().shutdown.connect([&] {
+        order.push_back("shutdown");
+        EXPECT_TRUE(loop.is_shutting_down());
+    });
+    loop.signals().shutdown_after.connect([&] {
+        order.push_back("shutdown_after");
+        EXPECT_EQ(loop.signals().step.count(), 0u);
+        EXPECT_EQ(loop.signals().shutdown.count(), 0u);
+    });
+    run_in_loop([&] { loop.stop(); });
+    EXPECT_EQ(order, (std::vector<std::string>{"step", "shutdown", "shutdown_after"}));
+    order.clear();
+    run_in_loop([&] { loop.stop(); });
+    EXPECT_EQ(order, (std::vector<std::string>{"shutdown_after"})) << "a later run starts without the per-run slots";
+    loop.signals().shutdown_after.disconnect_all();
+}
+
+TEST_F(MainLoopTest, IsStoppedAndIsShuttingDownFollowTheRun) {
+    EXPECT_FALSE(loop.is_stopped());
+    EXPECT_FALSE(loop.is_shutting_down());
+    bool stopped_inside = true, shutting_inside = true;
+    run_in_loop([&] {
+        stopped_inside = loop.is_stopped();
+        shutting_inside = loop.is_shutting_down();
+        loop.stop();
+    });
+    EXPECT_FALSE(stopped_inside);
+    EXPECT_FALSE(shutting_inside);
+    EXPECT_TRUE(loop.is_stopped());
+    EXPECT_TRUE(loop.is_shutting_down()) << "until the next run(), as in kaa";
+    run_in_loop([&] {
+        stopped_inside = loop.is_stopped();
+        shutting_inside = loop.is_shutting_down();
+        loop.stop();
+    });
+    EXPECT_FALSE(stopped_inside) << "a new run() clears both";
+    EXPECT_FALSE(shutting_inside);
+}
+
+TEST(MainLoopOwnThread, RunInThreadRunsTheLoopOnAThreadNamedKaaMainloopAndStopFromAnyThreadEndsIt) {
+    MainLoop loop;
+    const auto caller = std::this_thread::get_id();
+    loop.run_in_thread();
+    EXPECT_TRUE(loop.is_running()) << "control comes back once the loop runs";
+    EXPECT_FALSE(loop.is_main_thread());
+    EXPECT_FALSE(kaa::is_main_thread());
+    std::promise<std::pair<std::string, std::thread::id>> where;
+    loop.post([&] {
+        char name[16] = {};
+        pthread_getname_np(pthread_self(), name, sizeof name);
+        where.set_value({name, std::this_thread::get_id()});
+    });
+    auto [name, id] = where.get_future().get();
+    EXPECT_EQ(name, "kaa mainloop");
+    EXPECT_NE(id, caller);
+    // Main-thread work from the caller goes there: an InProgress finished
+    // here delivers its callback on the loop thread.
+    kaa::InProgress<int> ip;
+    std::promise<std::thread::id> callback_on;
+    loop.post([&] { ip.connect([&](int) { callback_on.set_value(std::this_thread::get_id()); }); });
+    loop.post([&] { ip.finish(1); });
+    EXPECT_EQ(callback_on.get_future().get(), id);
+    std::thread([&] { loop.stop(); }).join();
+    loop.join();
+    EXPECT_FALSE(loop.is_running());
+    EXPECT_TRUE(loop.is_stopped());
+    EXPECT_TRUE(loop.is_main_thread()) << "join() hands the loop back to the caller";
+    bool ran = false;
+    loop.post([&] { ran = true; });
+    loop.step(Duration::zero());
+    EXPECT_TRUE(ran);
+}
+
+TEST(MainLoopOwnThread, JoinRethrowsWhatEndedTheLoopThread) {
+    MainLoop loop;
+    loop.run_in_thread();
+    loop.post([] { throw std::runtime_error("loop-thread-boom"); });
+    try {
+        loop.join();
+        ADD_FAILURE() << "join() returned normally";
+    } catch (const std::runtime_error& e) {
+        EXPECT_STREQ(e.what(), "loop-thread-boom");
+    }
+}
+
+TEST(MainLoopOwnThread, DestroyingTheLoopStopsAndJoinsItsThread) {
+    int shutdowns = 0;
+    {
+        MainLoop loop;
+        loop.signals().shutdown_after.connect([&] { ++shutdowns; });
+        loop.run_in_thread();
+    }
+    EXPECT_EQ(shutdowns, 1);
+    EXPECT_EQ(MainLoop::current_or_null(), nullptr);
+}
+
 TEST(MainLoopShutdown, NotEmittedAgainByTheDestructorAfterRun) {
     int late = 0;
     {
@@ -577,23 +693,101 @@ TEST_F(MainLoopTest, HandleExceptionFromAnotherThreadArrivesOnTheLoopThread) {
     EXPECT_EQ(reports.take().size(), 1u);
 }
 
-TEST_F(MainLoopTest, UnhandledWithNothingConnectedIsPrintedWithTypeAndMessage) {
+TEST_F(MainLoopTest, AnExceptionEscapingWithNothingConnectedStopsRunWhichRethrowsItAfterShutdown) {
+    // Decision 21 (kaa, io_context::run()): no `exception` handler means the
+    // exception ends run(); the shutdown still runs first.
     reports.disconnect();
-    loop.post([] { throw std::runtime_error("printed-boom"); });
-    testing::internal::CaptureStderr();
-    loop.step(Duration::zero());
-    std::string err = testing::internal::GetCapturedStderr();
-    EXPECT_NE(err.find("std::runtime_error"), std::string::npos) << err;
-    EXPECT_NE(err.find("printed-boom"), std::string::npos) << err;
+    std::vector<std::string> order;
+    int later_steps = 0;
+    loop.signals().shutdown.connect([&] { order.push_back("shutdown"); });
+    loop.post([&] {
+        loop.signals().step.connect([&] { ++later_steps; });
+        loop.post([&] { order.push_back("next iteration"); });
+        throw std::runtime_error("fatal-boom");
+    });
+    try {
+        loop.run();
+        ADD_FAILURE() << "run() returned normally";
+    } catch (const std::runtime_error& e) {
+        order.push_back(std::string("rethrown: ") + e.what());
+    }
+    // As after stop(): the shutdown delivers what was queued, then the raise.
+    EXPECT_EQ(order, (std::vector<std::string>{"next iteration", "shutdown", "rethrown: fatal-boom"}));
+    EXPECT_EQ(later_steps, 1) << "the step in which it escaped still ends normally";
+    EXPECT_FALSE(loop.is_running());
+    EXPECT_TRUE(loop.is_stopped());
+    // The loop works again afterwards.
+    bool ran = false;
+    run_in_loop([&] {
+        ran = true;
+        loop.stop();
+    });
+    EXPECT_TRUE(ran);
 }
 
-TEST_F(MainLoopTest, NonStdExceptionIsPrintedWithItsType) {
+TEST_F(MainLoopTest, AnExceptionEscapingWithAHandlerConnectedLeavesTheLoopRunning) {
+    int after = 0;
+    loop.post([] { throw std::runtime_error("handled"); });
+    loop.post([&] { loop.post([&] {
+        ++after;
+        loop.stop();
+    }); });
+    loop.run();
+    EXPECT_EQ(after, 1);
+    auto seen = reports.take();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(message_of(seen[0]), "handled");
+}
+
+TEST_F(MainLoopTest, AStepOutsideRunRethrowsWhatEscapedWithNothingConnected) {
     reports.disconnect();
     loop.post([] { throw 42; });
+    bool later_ran = false;
+    loop.post([&] { later_ran = true; });
+    try {
+        loop.step(Duration::zero());
+        ADD_FAILURE() << "step() returned normally";
+    } catch (int v) {
+        EXPECT_EQ(v, 42);
+    }
+    EXPECT_TRUE(later_ran) << "the rest of the iteration ran before the rethrow";
+    EXPECT_FALSE(loop.step(Duration::zero())) << "rethrown once";
+}
+
+TEST_F(MainLoopTest, ASecondExceptionEscapingBeforeTheFirstIsRethrownIsPrintedNotDropped) {
+    reports.disconnect();
+    loop.post([] { throw std::runtime_error("first-one"); });
+    loop.post([] { throw std::runtime_error("second-one"); });
     testing::internal::CaptureStderr();
-    loop.step(Duration::zero());
+    std::string rethrown;
+    try {
+        loop.step(Duration::zero());
+    } catch (const std::runtime_error& e) {
+        rethrown = e.what();
+    }
     std::string err = testing::internal::GetCapturedStderr();
-    EXPECT_NE(err.find("int"), std::string::npos) << err;
+    EXPECT_EQ(rethrown, "first-one");
+    EXPECT_NE(err.find("std::runtime_error"), std::string::npos) << err;
+    EXPECT_NE(err.find("second-one"), std::string::npos) << err;
+}
+
+TEST_F(MainLoopTest, AnUnobservedFailureWithNothingConnectedIsPrintedAndDoesNotStopTheLoop) {
+    reports.disconnect();
+    int iterations = 0;
+    std::function<void()> more = [&] {
+        if (++iterations < 3)
+            loop.post([&] { more(); });
+        else
+            loop.stop();
+    };
+    testing::internal::CaptureStderr();
+    run_in_loop([&] {
+        { kaa::make_failed<int>(std::make_exception_ptr(std::runtime_error("dropped-unread"))); }
+        more();
+    });
+    std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(iterations, 3);
+    EXPECT_NE(err.find("dropped-unread"), std::string::npos) << err;
 }
 
 TEST_F(MainLoopTest, ThrowingExceptionHandlerIsPrintedNotRecursed) {

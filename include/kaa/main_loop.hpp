@@ -63,14 +63,25 @@ class MainLoop {
 public:
     /// The loop's signals. All are emitted on the loop thread.
     struct Signals {
-        /// After every iteration of the loop.
+        /// After every iteration of the loop -- but not after the iteration
+        /// in which stop() was called: the iterations of the shutdown (and
+        /// nested ones begun after stop()) do not emit it. Disconnected at
+        /// shutdown (a per-run signal, as in kaa).
         Signal<void()> step;
-        /// Once when run() ends (and from the destructor if the loop was
-        /// stepped but never run). Connected slots are disconnected after it.
+        /// Once per shutdown: when run() ends (or shutdown(), or the
+        /// destructor if the loop was stepped but never run). Its slots are
+        /// disconnected after it, together with those of `step`.
         Signal<void()> shutdown;
+        /// Right after `shutdown` (kaa's `shutdown-after`). Keeps its slots:
+        /// they run at every later shutdown too.
+        Signal<void()> shutdown_after;
         /// An exception that escaped a callback (a slot, an InProgress
-        /// callback, a timer, posted work) or a failed InProgress that nobody
-        /// observed. With nothing connected, it is printed on stderr.
+        /// callback, a timer, posted work, an I/O handler), or a failed
+        /// InProgress that nobody observed. A slot connected here handles
+        /// them and the loop goes on. With nothing connected, an escaped
+        /// exception stops run() and is rethrown by it (step() outside run()
+        /// rethrows it too; in guest mode it is printed on stderr), while an
+        /// unobserved failure is printed on stderr.
         Signal<void(std::exception_ptr)> exception;
     };
 
@@ -87,22 +98,44 @@ public:
     /// The process's loop, or nullptr.
     static MainLoop* current_or_null() noexcept;
 
-    /// Runs iterations until stop(), then shuts down: emits `shutdown`, aborts
-    /// suspended coroutines and stops thread pools. Can be called again later.
-    /// @throws LoopError if already running or attached to a host loop (run
-    /// the host's loop instead); WrongThread off the main thread.
+    /// Runs iterations until stop(), then shuts down (see shutdown()). Can be
+    /// called again later.
+    /// @throws whatever escaped a callback while nothing was connected to
+    /// the `exception` signal: the loop stopped at the end of that iteration,
+    /// shut down, and run() rethrows it (as io_context::run() does).
+    /// LoopError if already running or attached to a host loop (run the
+    /// host's loop instead); WrongThread off the main thread.
     void run();
 
-    /// What run() does when it ends: aborts suspended coroutines, stops
-    /// thread pools, delivers what that queued and emits `shutdown`. For guest
-    /// mode, where the host's loop, not run(), is the loop; call it before
-    /// leaving the host loop for good. The destructor does it if needed.
+    /// Starts the loop on a thread of its own, named "kaa mainloop" (kaa's
+    /// `run(threaded=True)`), and returns once that thread runs it. From then
+    /// on that thread is the loop thread: every callback runs there, and the
+    /// caller is an ordinary thread that hands work to it with post().
+    /// stop() from any thread ends it; join() waits for that.
+    /// @throws LoopError if the loop is running or attached to a host loop,
+    /// or a loop thread runs already; WrongThread off the loop thread.
+    void run_in_thread();
+
+    /// After run_in_thread(): waits for the loop thread to end (someone
+    /// calls stop()), and makes the calling thread the loop thread again.
+    /// Rethrows what run() threw there. No-op if no loop thread was started.
+    /// The destructor stops and joins a loop thread that still runs.
+    /// @throws WrongThread on the loop thread itself.
+    void join();
+
+    /// What run() does when it ends, in kaa's order: aborts suspended
+    /// coroutines, stops thread pools, delivers what that queued, emits
+    /// `shutdown`, disconnects the `step` and `shutdown` slots, emits
+    /// `shutdown_after`. For guest mode, where the host's loop, not run(),
+    /// is the loop; call it before leaving the host loop for good. The
+    /// destructor does it if needed.
     /// @throws WrongThread off the main thread.
     void shutdown();
 
-    /// Makes run() return after the current iteration. Safe from any thread
-    /// and from callbacks; exception handlers cannot veto it. In guest mode it
-    /// calls the host's quit hook instead (on the loop thread, a later
+    /// Makes run() return at the end of the current iteration: no `step`
+    /// emission follows it, then the loop shuts down. Safe from any thread
+    /// and from callbacks; exception handlers cannot veto it. In guest mode
+    /// it calls the host's quit hook instead (on the loop thread, a later
     /// iteration).
     void stop() noexcept;
 
@@ -114,6 +147,10 @@ public:
 
     /// True inside run().
     bool is_running() const noexcept;
+    /// True once run() ran and ended (until the next run()).
+    bool is_stopped() const noexcept;
+    /// True from the moment the shutdown begins until the next run().
+    bool is_shutting_down() const noexcept;
     /// True on the loop's thread.
     bool is_main_thread() const noexcept;
 
@@ -124,9 +161,18 @@ public:
 
     Signals& signals() noexcept;
 
-    /// Hands an exception that nobody handled to the `exception` signal, or to
-    /// stderr when nothing is connected. Safe from any thread.
+    /// Hands an exception that escaped a callback to the `exception` signal.
+    /// With nothing connected: inside an iteration of a standalone loop, the
+    /// loop stops at the end of the iteration and run() (or that step())
+    /// rethrows it; in guest mode, outside any iteration, or when a second
+    /// one comes before the first was rethrown, it is printed on stderr with
+    /// its type and message. Safe from any thread (delivered on the loop).
     void handle_exception(std::exception_ptr e, std::string_view where) noexcept;
+
+    /// Hands a failure that nobody observed (a failed InProgress destroyed
+    /// unread) to the `exception` signal, or to stderr with nothing
+    /// connected; never stops the loop. Safe from any thread.
+    void report(std::exception_ptr e, std::string_view where) noexcept;
 
     /// The Asio context behind the loop, for timers and I/O objects. Handlers
     /// that Asio completes run on the loop thread inside step().

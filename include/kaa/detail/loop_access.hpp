@@ -19,8 +19,14 @@ LoopContext loop_context() noexcept;
 /// loop exists.
 void post_to_loop(UniqueFunction<void()> fn);
 
-/// Sends an exception nobody handled to the loop's `exception` signal, or to
-/// stderr. `where` names the kind of callback. Never throws.
+/// Sends an exception that escaped a callback to the loop's `exception`
+/// signal; with nothing connected it stops run(), which rethrows it (see
+/// MainLoop::handle_exception). `where` names the kind of callback. Never
+/// throws.
 void report_unhandled(std::exception_ptr e, const char* where) noexcept;
+
+/// Sends a failure that nobody observed to the loop's `exception` signal, or
+/// to stderr; never stops the loop (see MainLoop::report). Never throws.
+void report_unobserved(std::exception_ptr e, const char* where) noexcept;
 
 } // namespace kaa::detail

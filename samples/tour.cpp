@@ -103,6 +103,7 @@ kaa::InProgressRef repeating_timer() {
         return false;
     });
     metronome->start(100ms);
+    kaa::call_later(150ms, [] { say("call_later(): a fire-and-forget one-shot, no handle kept"); });
     // Destroying a Timer stops it: keep this one alive until it is done.
     done.connect_finished([metronome] {});
     return done;

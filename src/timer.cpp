@@ -266,6 +266,21 @@ public:
         arm_later();
     }
 
+    void start_once_at(SysClock::time_point when) {
+        auto keep = shared_from_this();
+        attach();
+        stop();
+        at_ = true;
+        next_ = when;
+        last_scheduled_ = when;
+        next_rep_.store(when.time_since_epoch().count(), std::memory_order_relaxed);
+        SysClock::time_point now = SysClock::now();
+        Duration wait = when > now ? std::chrono::ceil<Duration>(when - now) : Duration::zero();
+        due_ = Clock::now() + std::min(wait, wall_clock_recheck);
+        activate();
+        arm_later();
+    }
+
     void start_at(AtSchedule schedule) {
         auto keep = shared_from_this();
         attach();
@@ -285,6 +300,9 @@ public:
     void stop() noexcept {
         ++generation_;
         active_.store(false, std::memory_order_release);
+        // A fire-and-forget call is over once it is stopped; every caller
+        // holds a reference of its own, so this is not the last one.
+        self_.reset();
         if (timer_) {
             try {
                 timer_->cancel();
@@ -297,6 +315,11 @@ public:
     // The loop's io_context is going away (see TimerService::shutdown).
     void detach_from_loop() noexcept {
         stop();
+        if (keeps_itself_) {
+            // A pending fire-and-forget call dies with the loop; its callback
+            // may hold what the loop's destruction releases.
+            UniqueFunction<bool()> dropped = std::move(callback_);
+        }
         timer_.reset();
         service_ = nullptr;
         if (breaks_cycle_) {
@@ -309,12 +332,27 @@ public:
     // Marks a core whose callback owns it through a reference cycle (delay()).
     void set_breaks_cycle() noexcept { breaks_cycle_ = true; }
 
+    // A fire-and-forget call (call_later, call_at): while it is started, the
+    // core keeps itself alive, since no handle has to.
+    void set_keeps_itself() noexcept { keeps_itself_ = true; }
+
+    // Any thread: a one-shot at a wall-clock time (call_at).
+    void request_start_once_at(SysClock::time_point when) {
+        if (!in_loop_context()) {
+            post_to_loop([self = shared_from_this(), when] { self->start_once_at(when); });
+            return;
+        }
+        start_once_at(when);
+    }
+
 private:
     void attach();
 
     void activate() noexcept {
         ++generation_;
         active_.store(true, std::memory_order_release);
+        if (keeps_itself_)
+            self_ = shared_from_this();
     }
 
     // A timer started now must not fire in the current iteration, even if it
@@ -421,6 +459,8 @@ private:
     const bool weak_;
     bool at_ = false;
     bool breaks_cycle_ = false;
+    bool keeps_itself_ = false;
+    std::shared_ptr<TimerCore> self_; // see set_keeps_itself()
     UniqueFunction<bool()> callback_;
     const std::weak_ptr<void> owner_;
 
@@ -491,6 +531,39 @@ std::shared_ptr<TimerCore> make_timer_core(TimerKind kind, UniqueFunction<bool()
     return std::make_shared<TimerCore>(kind, std::move(callback), std::move(owner), weak);
 }
 
+ScheduledCall schedule_call_later(Duration d, UniqueFunction<bool()> callback) {
+    check_interval(d, "kaa::call_later()");
+    MainLoop::current(); // fail before scheduling anything if there is no loop
+    auto core = make_timer_core(TimerKind::one_shot, std::move(callback), {}, false);
+    core->set_keeps_itself();
+    core->request_start(d, false);
+    return ScheduledCall(core);
+}
+
+ScheduledCall schedule_call_at(std::chrono::system_clock::time_point t, UniqueFunction<bool()> callback) {
+    MainLoop::current();
+    auto core = make_timer_core(TimerKind::one_shot, std::move(callback), {}, false);
+    core->set_keeps_itself();
+    core->request_start_once_at(t);
+    return ScheduledCall(core);
+}
+
+void check_timed_options(const TimedOptions& opts) {
+    check_interval(opts.interval, "kaa::Timed");
+    switch (opts.policy) {
+    case TimedPolicy::many:
+    case TimedPolicy::once:
+    case TimedPolicy::restart:
+        return;
+    }
+    throw std::invalid_argument("kaa::Timed: unknown policy " + std::to_string(static_cast<int>(opts.policy)) +
+                                "; use TimedPolicy::many, once or restart");
+}
+
+void throw_timed_wrong_thread() {
+    throw WrongThread("kaa::Timed: call it on the loop thread (post() the call there from other threads)");
+}
+
 void throw_empty_timer_callback() {
     throw EmptyHandle("kaa timer: the callback is empty (a null function pointer or an empty "
                       "std::function); pass something callable");
@@ -530,13 +603,27 @@ detail::TimerCore& Timer::core() const {
     return *core_;
 }
 
-void Timer::start(Duration interval, bool now) { core().request_start(interval, now); }
+void Timer::start(Duration interval, bool now) & { core().request_start(interval, now); }
 
 void Timer::stop() { core().request_stop(); }
 
 bool Timer::active() const { return core().active(); }
 
 std::optional<Duration> Timer::interval() const { return core().interval(); }
+
+bool ScheduledCall::cancel() const {
+    auto core = core_.lock();
+    if (!core)
+        return false;
+    const bool pending = core->active();
+    core->request_stop();
+    return pending;
+}
+
+bool ScheduledCall::active() const noexcept {
+    auto core = core_.lock();
+    return core && core->active();
+}
 
 AtTimer::AtTimer(detail::TimerKind kind, detail::UniqueFunction<bool()> callback)
     : core_(detail::make_timer_core(kind, std::move(callback), {}, false)) {}
@@ -562,7 +649,7 @@ detail::TimerCore& AtTimer::core() const {
 }
 
 void AtTimer::start(std::set<int> hours, std::set<int> minutes, std::set<int> seconds,
-                    std::set<int> weekdays) {
+                    std::set<int> weekdays) & {
     core().request_start_at(
         detail::AtSchedule{std::move(hours), std::move(minutes), std::move(seconds), std::move(weekdays)});
 }

@@ -759,4 +759,245 @@ TEST_F(TimerTest, AtTimerRepeatsAtDistinctSecondsUntilFalse) {
     EXPECT_GT(scheduled[1], scheduled[0]);
 }
 
+// ---------------------------------------------------------------------------
+// Fire-and-forget calls and temporaries
+
+template <class T>
+concept CanStartATemporary = requires(T&& t) { std::move(t).start(Duration{}); };
+template <class T>
+concept CanStartAVariable = requires(T& t) { t.start(Duration{}); };
+template <class T>
+concept CanStartATemporaryAtTimer = requires(T&& t) { std::move(t).start(); };
+
+TEST(TimerCompileTime, StartingATemporaryTimerIsACompileError) {
+    // `kaa::OneShotTimer(cb).start(1s)` would stop again at the end of the
+    // statement: it must not compile (call_later() is the form to use).
+    static_assert(!CanStartATemporary<kaa::Timer>);
+    static_assert(!CanStartATemporary<kaa::OneShotTimer>);
+    static_assert(!CanStartATemporary<kaa::WeakTimer>);
+    static_assert(!CanStartATemporary<kaa::WeakOneShotTimer>);
+    static_assert(!CanStartATemporaryAtTimer<kaa::AtTimer>);
+    static_assert(!CanStartATemporaryAtTimer<kaa::OneShotAtTimer>);
+    static_assert(CanStartAVariable<kaa::Timer>);
+    static_assert(CanStartAVariable<kaa::OneShotTimer>);
+    EXPECT_FALSE(CanStartATemporary<kaa::OneShotTimer>);
+    EXPECT_TRUE(CanStartAVariable<kaa::OneShotTimer>);
+}
+
+TEST_F(TimerTest, CallLaterRunsOnceWithoutAHandleBeingKept) {
+    int calls = 0;
+    kaa::call_later(1ms, [&] { ++calls; });  // the handle is dropped at once
+    ASSERT_TRUE(step_until([&] { return calls == 1; }));
+    run_past(5ms);
+    EXPECT_EQ(calls, 1);
+}
+
+TEST_F(TimerTest, CallLaterWithZeroDelayRunsOnALaterIteration) {
+    int calls = 0;
+    loop.post([&] {
+        kaa::call_later(Duration::zero(), [&] { ++calls; });
+        EXPECT_EQ(calls, 0) << "never inside the call";
+    });
+    loop.step(Duration::zero());
+    EXPECT_EQ(calls, 0) << "not in the iteration that scheduled it";
+    ASSERT_TRUE(step_until([&] { return calls == 1; }, 3));
+}
+
+TEST_F(TimerTest, CallLaterHandleCancelsThePendingCall) {
+    int calls = 0;
+    kaa::ScheduledCall call = kaa::call_later(1ms, [&] { ++calls; });
+    EXPECT_TRUE(call.active());
+    EXPECT_TRUE(call.cancel());
+    EXPECT_FALSE(call.active());
+    run_past(5ms);
+    EXPECT_EQ(calls, 0);
+    EXPECT_FALSE(call.cancel()) << "cancelling twice is harmless";
+}
+
+TEST_F(TimerTest, CallLaterHandleAfterTheCallRanIsInactiveAndCancelsNothing) {
+    int calls = 0;
+    kaa::ScheduledCall call = kaa::call_later(1ms, [&] { ++calls; });
+    ASSERT_TRUE(step_until([&] { return calls == 1; }));
+    EXPECT_FALSE(call.active());
+    EXPECT_FALSE(call.cancel());
+    EXPECT_FALSE(kaa::ScheduledCall().active()) << "an empty handle";
+    EXPECT_FALSE(kaa::ScheduledCall().cancel());
+}
+
+TEST_F(TimerTest, CallLaterFromAnotherThreadWakesTheLoopAndRunsThere) {
+    std::thread::id ran_on;
+    std::thread worker([&] { kaa::call_later(1ms, [&] { ran_on = std::this_thread::get_id(); }); });
+    worker.join();
+    ASSERT_TRUE(step_until([&] { return ran_on != std::thread::id(); }));
+    EXPECT_EQ(ran_on, std::this_thread::get_id());
+}
+
+TEST_F(TimerTest, CallLaterRejectsANegativeDelayAndAnEmptyCallback) {
+    EXPECT_THROW(kaa::call_later(-1ms, [] {}), std::invalid_argument);
+    EXPECT_THROW(kaa::call_later(1ms, std::function<void()>()), kaa::EmptyHandle);
+}
+
+TEST(TimerNoLoop, CallLaterWithoutALoopThrowsLoopError) {
+    EXPECT_THROW(kaa::call_later(1ms, [] {}), kaa::LoopError);
+    EXPECT_THROW(kaa::call_at(std::chrono::system_clock::now(), [] {}), kaa::LoopError);
+}
+
+TEST(TimerNoFixture, CallLaterPendingWhenTheLoopGoesNeverRunsAndReleasesItsCallback) {
+    auto token = std::make_shared<int>(0);
+    std::weak_ptr<int> watch = token;
+    bool ran = false;
+    {
+        kaa::MainLoop loop;
+        kaa::call_later(std::chrono::hours(1), [&ran, token] { ran = true; });
+        token.reset();
+        loop.step(Duration::zero());
+        EXPECT_FALSE(watch.expired()) << "the pending call holds its callback";
+    }
+    EXPECT_FALSE(ran);
+    EXPECT_TRUE(watch.expired()) << "the loop's destruction released the callback";
+}
+
+TEST_F(TimerTest, CallAtRunsOnceTheWallClockHasReachedTheTime) {
+    const Sys::time_point when = Sys::now() + 20ms;
+    std::optional<Sys::time_point> ran_at;
+    kaa::call_at(when, [&] { ran_at = Sys::now(); });
+    ASSERT_TRUE(step_until([&] { return ran_at.has_value(); }));
+    EXPECT_GE(*ran_at, when);
+}
+
+TEST_F(TimerTest, CallAtATimeThatHasPassedRunsOnTheNextIteration) {
+    int calls = 0;
+    kaa::ScheduledCall call = kaa::call_at(Sys::now() - std::chrono::hours(1), [&] { ++calls; });
+    EXPECT_EQ(calls, 0);
+    EXPECT_TRUE(call.active());
+    ASSERT_TRUE(step_until([&] { return calls == 1; }, 5));
+    EXPECT_FALSE(call.active());
+}
+
+// ---------------------------------------------------------------------------
+// Timed definitions (kaa.timed)
+
+TEST_F(TimerTest, TimedRepeatsUntilTheFunctionReturnsFalse) {
+    int calls = 0;
+    kaa::Timed<bool(int)> countdown({.interval = 1ms}, [&](int limit) { return ++calls < limit; });
+    EXPECT_TRUE(countdown(3));
+    EXPECT_TRUE(countdown.active());
+    ASSERT_TRUE(step_until([&] { return !countdown.active(); }));
+    EXPECT_EQ(calls, 3);
+}
+
+TEST_F(TimerTest, TimedManyPolicyStartsATimerPerCall) {
+    std::vector<int> seen;
+    kaa::Timed<bool(int)> once_each({.interval = 1ms}, [&](int v) {
+        seen.push_back(v);
+        return false;
+    });
+    EXPECT_TRUE(once_each(1));
+    EXPECT_TRUE(once_each(2));
+    ASSERT_TRUE(step_until([&] { return seen.size() == 2; }));
+    std::sort(seen.begin(), seen.end());
+    EXPECT_EQ(seen, (std::vector<int>{1, 2}));
+}
+
+TEST_F(TimerTest, TimedOncePolicyIgnoresCallsWhileItsTimerIsActive) {
+    std::vector<int> seen;
+    kaa::Timed<bool(int)> poll({.interval = 1ms, .policy = kaa::TimedPolicy::once}, [&](int v) {
+        seen.push_back(v);
+        return seen.size() < 2;
+    });
+    EXPECT_TRUE(poll(1));
+    EXPECT_FALSE(poll(2)) << "ignored while the first timer is active; its argument is dropped";
+    ASSERT_TRUE(step_until([&] { return !poll.active(); }));
+    EXPECT_EQ(seen, (std::vector<int>{1, 1}));
+    EXPECT_TRUE(poll(3)) << "accepted again once the timer stopped";
+    ASSERT_TRUE(step_until([&] { return !poll.active(); }));
+    EXPECT_EQ(seen.back(), 3);
+}
+
+TEST_F(TimerTest, TimedRestartPolicyReplacesTheTimerWithTheNewArguments) {
+    std::vector<int> seen;
+    kaa::Timed<void(int)> show({.interval = 1ms, .policy = kaa::TimedPolicy::restart, .one_shot = true},
+                               [&](int v) { seen.push_back(v); });
+    EXPECT_TRUE(show(1));
+    EXPECT_TRUE(show(2));
+    ASSERT_TRUE(step_until([&] { return !show.active(); }));
+    run_past(5ms);
+    EXPECT_EQ(seen, (std::vector<int>{2})) << "the first call's timer was stopped";
+}
+
+TEST_F(TimerTest, TimedOneShotCallsTheFunctionOncePerCall) {
+    int calls = 0;
+    kaa::Timed<void()> ping({.interval = 1ms, .one_shot = true}, [&] { ++calls; });
+    ping();
+    ASSERT_TRUE(step_until([&] { return calls == 1; }));
+    run_past(5ms);
+    EXPECT_EQ(calls, 1);
+    EXPECT_FALSE(ping.active());
+}
+
+TEST_F(TimerTest, TimedStopStopsEveryTimerItStarted) {
+    int calls = 0;
+    kaa::Timed<void()> forever({.interval = 1ms}, [&] { ++calls; });
+    forever();
+    forever();
+    forever.stop();
+    EXPECT_FALSE(forever.active());
+    run_past(5ms);
+    EXPECT_EQ(calls, 0);
+}
+
+TEST_F(TimerTest, TimedRejectsAnInvalidPolicyWhenTheDefinitionIsMade) {
+    auto bad = [] {
+        kaa::Timed<void()> t({.interval = 1ms, .policy = static_cast<kaa::TimedPolicy>(42)}, [] {});
+    };
+    EXPECT_THROW(bad(), std::invalid_argument);
+    EXPECT_THROW((kaa::Timed<void()>({.interval = -1ms}, [] {})), std::invalid_argument);
+}
+
+TEST_F(TimerTest, TimedCalledFromAnotherThreadThrowsWrongThread) {
+    kaa::Timed<void()> t({.interval = 1ms}, [] {});
+    bool threw = false;
+    std::thread worker([&] {
+        try {
+            t();
+        } catch (const kaa::WrongThread&) {
+            threw = true;
+        }
+    });
+    worker.join();
+    EXPECT_TRUE(threw);
+    EXPECT_FALSE(t.active());
+}
+
+// A member definition: the policy and the timers belong to each object, and
+// go with it.
+class Blinker {
+public:
+    explicit Blinker(std::vector<std::string>& log, std::string name) : log_(log), name_(std::move(name)) {}
+    kaa::Timed<bool(int)> blink{{.interval = 1ms, .policy = kaa::TimedPolicy::once}, [this](int times) {
+                                    log_.push_back(name_);
+                                    return ++count_ < times;
+                                }};
+
+private:
+    std::vector<std::string>& log_;
+    std::string name_;
+    int count_ = 0;
+};
+
+TEST_F(TimerTest, TimedMemberDefinitionsArePerObject) {
+    std::vector<std::string> log;
+    Blinker a(log, "a");
+    auto b = std::make_unique<Blinker>(log, "b");
+    EXPECT_TRUE(a.blink(2));
+    EXPECT_TRUE(b->blink(1000)) << "the once policy of `a` does not hold back `b`";
+    EXPECT_FALSE(a.blink(2));
+    ASSERT_TRUE(step_until([&] { return !a.blink.active(); }));
+    b.reset();  // stops b's timer with the object
+    const auto count_b = std::count(log.begin(), log.end(), "b");
+    run_past(5ms);
+    EXPECT_EQ(std::count(log.begin(), log.end(), "a"), 2);
+    EXPECT_EQ(std::count(log.begin(), log.end(), "b"), count_b) << "nothing ran after the object was gone";
+}
+
 } // namespace

@@ -1,5 +1,12 @@
 // Timers: callbacks that the loop calls after an interval, repeatedly, or at
-// wall-clock times -- kaa's Timer, OneShotTimer, WeakTimer, AtTimer and delay().
+// wall-clock times -- kaa's Timer, OneShotTimer, WeakTimer, AtTimer, delay()
+// and timed, and the fire-and-forget call_later() / call_at().
+//
+// Timer objects are RAII handles: destroying one stops it. So that a started
+// timer never vanishes silently with a temporary handle, start() cannot be
+// called on a temporary (`kaa::OneShotTimer(cb).start(1s)` does not compile);
+// what kaa code writes that way is call_later(1s, cb), whose handle may be
+// dropped.
 //
 // Interval timers run on Asio's steady clock (they ignore wall-clock changes);
 // AtTimer computes local wall-clock times and re-checks the wall clock when its
@@ -26,6 +33,7 @@
 //    active when the loop is destroyed are stopped.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstdint>
@@ -33,10 +41,13 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "kaa/detail/function.hpp"
+#include "kaa/detail/loop_access.hpp"
 #include "kaa/errors.hpp"
 #include "kaa/fwd.hpp"
 #include "kaa/in_progress.hpp"
@@ -116,7 +127,10 @@ public:
     /// is queued to the loop (and `now` calls back there).
     /// @throws std::invalid_argument if `interval` is negative; LoopError if no
     /// MainLoop exists.
-    void start(Duration interval, bool now = false);
+    void start(Duration interval, bool now = false) &;
+    /// Deleted: a temporary timer would stop again at the end of the
+    /// statement. Keep the timer in a variable, or use call_later().
+    void start(Duration interval, bool now = false) && = delete;
 
     /// Stops the timer; no-op if stopped. A callback already running completes.
     /// Thread-safe: from another thread it is queued to the loop.
@@ -206,7 +220,11 @@ public:
     /// @throws std::invalid_argument if a value is out of range (hours 0-23,
     /// minutes 0-59, seconds 0-59, weekdays 0-6); LoopError if no MainLoop exists.
     void start(std::set<int> hours = {}, std::set<int> minutes = {}, std::set<int> seconds = {0},
-               std::set<int> weekdays = {});
+               std::set<int> weekdays = {}) &;
+    /// Deleted: a temporary timer would stop again at the end of the
+    /// statement. Keep the timer in a variable, or use call_at().
+    void start(std::set<int> hours = {}, std::set<int> minutes = {}, std::set<int> seconds = {0},
+               std::set<int> weekdays = {}) && = delete;
 
     /// Stops the timer; no-op if stopped. Thread-safe as Timer::stop().
     void stop();
@@ -257,6 +275,162 @@ public:
     template <detail::TimerCallback F>
     explicit OneShotAtTimer(F&& callback)
         : AtTimer(detail::TimerKind::one_shot, detail::wrap_timer_callback(std::forward<F>(callback))) {}
+};
+
+/// The handle of a fire-and-forget call (call_later(), call_at()). The call
+/// does not depend on it: dropping the handle leaves the call scheduled, and
+/// while it is held it can cancel the call. Copyable; an empty
+/// (default-constructed) handle is never active and cancels nothing.
+class ScheduledCall {
+public:
+    ScheduledCall() noexcept = default;
+
+    /// Cancels the call if it has not run yet; returns whether it was still
+    /// pending. Thread-safe: from another thread the cancel is queued to the
+    /// loop, and the call may still run once meanwhile (as Timer::stop()).
+    bool cancel() const;
+
+    /// Whether the call is still pending (it has neither run nor been
+    /// cancelled). Any thread; it reflects what the loop has done so far.
+    bool active() const noexcept;
+
+    /// Library plumbing (call_later(), call_at()).
+    explicit ScheduledCall(std::weak_ptr<detail::TimerCore> core) noexcept : core_(std::move(core)) {}
+
+private:
+    std::weak_ptr<detail::TimerCore> core_;
+};
+
+namespace detail {
+ScheduledCall schedule_call_later(Duration d, UniqueFunction<bool()> callback);
+ScheduledCall schedule_call_at(std::chrono::system_clock::time_point t, UniqueFunction<bool()> callback);
+} // namespace detail
+
+/// Calls `callback()` once on the loop thread after `d` -- the fire-and-forget
+/// form of OneShotTimer, as Qt's QTimer::singleShot: nothing has to be kept
+/// for it to happen. Like a timer started now, it never runs in the current
+/// iteration, even with a zero delay. The callback's return value, if any, is
+/// ignored. A call still pending when the loop is destroyed never runs (its
+/// callback is destroyed then). Callable from any thread.
+/// @throws std::invalid_argument if `d` is negative; EmptyHandle for an empty
+/// callback; LoopError if no MainLoop exists.
+template <detail::TimerCallback F>
+ScheduledCall call_later(Duration d, F&& callback) {
+    return detail::schedule_call_later(d, detail::wrap_timer_callback(std::forward<F>(callback)));
+}
+
+/// Calls `callback()` once on the loop thread when the wall clock reaches
+/// `when` (at once, on the next iteration, if it has passed). The wait
+/// re-checks the wall clock as AtTimer does, so a clock adjustment is
+/// noticed. Otherwise as call_later().
+/// @throws EmptyHandle for an empty callback; LoopError if no MainLoop exists.
+template <detail::TimerCallback F>
+ScheduledCall call_at(std::chrono::system_clock::time_point when, F&& callback) {
+    return detail::schedule_call_at(when, detail::wrap_timer_callback(std::forward<F>(callback)));
+}
+
+/// What a Timed definition does when it is called while a timer it started
+/// earlier is still active (kaa's POLICY_MANY, POLICY_ONCE, POLICY_RESTART).
+enum class TimedPolicy : std::uint8_t {
+    many,    ///< every call starts a timer of its own
+    once,    ///< a call while one is active is ignored (returns false, its arguments dropped)
+    restart, ///< a call stops the active timer and starts one with the new arguments
+};
+
+/// How a Timed definition runs its function.
+struct TimedOptions {
+    /// The time between calls (and before the first one).
+    Duration interval = Duration::zero();
+    TimedPolicy policy = TimedPolicy::many;
+    /// Call the function once per start (kaa's timer=OneShotTimer) instead of
+    /// repeating it until it returns false.
+    bool one_shot = false;
+};
+
+namespace detail {
+/// @throws std::invalid_argument for a negative interval or an unknown policy.
+void check_timed_options(const TimedOptions& opts);
+[[noreturn]] void throw_timed_wrong_thread();
+} // namespace detail
+
+template <class Signature>
+class Timed;
+
+/// A function that runs on a timer when called (kaa's @timed decorator):
+/// calling the definition starts a timer that calls the function with the
+/// call's arguments every `interval`, until the function returns false
+/// (a void function repeats until stop()), or once with `one_shot`.
+///
+///   kaa::Timed<bool(int)> poll({.interval = 100ms, .policy = kaa::TimedPolicy::once},
+///                              [](int device) { return !ready(device); });
+///   poll(3);  // true: started; poll(4) now returns false
+///
+/// The definition owns its timers: destroying it stops them. Make it a member
+/// of the object whose method it runs, and the timers -- and the policy --
+/// are per object, as in kaa; the function may then capture `this`.
+/// Loop thread only (calls from elsewhere throw WrongThread).
+template <class R, class... Args>
+class Timed<R(Args...)> {
+    static_assert(std::is_void_v<R> || std::is_same_v<R, bool>,
+                  "a Timed function returns void (repeat) or bool (false stops it)");
+
+public:
+    /// @throws std::invalid_argument for a negative interval or a policy
+    /// that is not one of TimedPolicy's (checked here, not at the first call).
+    template <class F>
+    Timed(TimedOptions opts, F&& fn) : opts_(opts) {
+        detail::check_timed_options(opts_);
+        static_assert(std::is_invocable_r_v<R, F&, Args...>, "the function does not take these arguments");
+        fn_ = std::make_shared<std::function<R(Args...)>>(std::forward<F>(fn));
+    }
+
+    Timed(Timed&&) noexcept = default;
+    Timed& operator=(Timed&&) noexcept = default;
+    Timed(const Timed&) = delete;
+    Timed& operator=(const Timed&) = delete;
+
+    /// Starts a timer for `fn(args...)` as the policy says. Returns true if
+    /// a timer was started, false if the call was ignored (TimedPolicy::once
+    /// with a timer still active).
+    /// @throws WrongThread off the loop thread; LoopError without a MainLoop.
+    bool operator()(Args... args) {
+        if (!detail::in_loop_context())
+            detail::throw_timed_wrong_thread();
+        std::erase_if(timers_, [](const Timer& t) { return !t.active(); });
+        if (opts_.policy == TimedPolicy::once && !timers_.empty())
+            return false;
+        if (opts_.policy == TimedPolicy::restart)
+            timers_.clear();
+        auto call = [fn = fn_, tuple = std::make_tuple(std::move(args)...)]() mutable -> R {
+            return std::apply(*fn, tuple);
+        };
+        if (opts_.one_shot)
+            timers_.push_back(OneShotTimer(std::move(call)));
+        else
+            timers_.push_back(Timer(std::move(call)));
+        try {
+            timers_.back().start(opts_.interval);
+        } catch (...) {
+            timers_.pop_back();
+            throw;
+        }
+        return true;
+    }
+
+    /// Stops every timer this definition started. Loop thread.
+    void stop() { timers_.clear(); }
+
+    /// Whether a timer this definition started is active. Loop thread.
+    bool active() const {
+        return std::any_of(timers_.begin(), timers_.end(), [](const Timer& t) { return t.active(); });
+    }
+
+    const TimedOptions& options() const noexcept { return opts_; }
+
+private:
+    TimedOptions opts_;
+    std::shared_ptr<std::function<R(Args...)>> fn_;
+    std::vector<Timer> timers_;
 };
 
 /// An InProgress that finishes (with no value) after `d` (kaa.delay). It is

@@ -4,6 +4,7 @@
 // alone (they are self-contained); add a line here for every new public header.
 #pragma once
 
+#include "kaa/asio.hpp"
 #include "kaa/coroutine.hpp"
 #include "kaa/errors.hpp"
 #include "kaa/fwd.hpp"

@@ -16,6 +16,7 @@
 #include "kaa/io_monitor.hpp"
 #include "kaa/main_loop.hpp"
 #include "kaa/process.hpp"
+#include "kaa/scope.hpp"
 #include "kaa/progress.hpp"
 #include "kaa/signal.hpp"
 #include "kaa/socket.hpp"

@@ -157,6 +157,9 @@ struct MainLoop::Impl {
     std::uint64_t iteration = 0; // steps begun (nested ones included)
 
     std::vector<detail::UniqueFunction<void()>> shutdown_hooks;
+    // run_until_idle(): work in flight outside the loop's queues and Asio.
+    // Registered with a shutdown hook, dropped at the shutdown like them.
+    std::vector<detail::UniqueFunction<bool()>> busy_probes;
 
     // Guest mode (attach_host). `host` and `asio_ready` belong to the loop
     // thread; `host_wakeup` and `host_waiting` are guarded by remote_mutex,
@@ -707,6 +710,33 @@ void MainLoop::run() {
         std::rethrow_exception(error);
 }
 
+void MainLoop::run_until_idle() {
+    if (t_loop != this)
+        throw WrongThread("MainLoop::run_until_idle() must be called on the loop's thread (the thread that "
+                          "created the MainLoop)");
+    Impl& im = *impl_;
+    if (im.running.load(std::memory_order_relaxed))
+        throw LoopError("MainLoop::run_until_idle(): the loop is inside run(); use step() for nested iterations");
+    if (im.asio_host)
+        throw LoopError("MainLoop::run_until_idle(): the loop is attached to a host loop (guest mode); the "
+                        "host's loop decides when it ends");
+    // Live work: what a step runs or waits for. Asio's count includes the
+    // loop's own guard; every timer, delay, I/O wait and queued handler adds
+    // to it. Threaded jobs are the pools' (their probes).
+    auto busy = [&] {
+        if (im.ready_now() || im.remote_pending.load(std::memory_order_acquire) ||
+            im.direct_pending.load(std::memory_order_acquire) || im.asio_work.load() > 1)
+            return true;
+        for (auto& probe : im.busy_probes)
+            if (probe())
+                return true;
+        return false;
+    };
+    while (!im.stop_requested.load(std::memory_order_acquire) && busy())
+        step();
+    im.stop_requested.store(false, std::memory_order_release);
+}
+
 void MainLoop::run_in_thread() {
     if (t_loop != this)
         throw WrongThread("MainLoop::run_in_thread() must be called on the loop's thread (the thread that "
@@ -856,6 +886,10 @@ std::uint64_t loop_iteration() noexcept {
     return l ? l->impl_->iteration : 0;
 }
 
+void add_busy_probe(MainLoop& loop, UniqueFunction<bool()> probe) {
+    loop.impl_->busy_probes.push_back(std::move(probe));
+}
+
 void add_shutdown_hook(MainLoop& loop, UniqueFunction<void()> hook) {
     loop.impl_->shutdown_hooks.push_back(std::move(hook));
     // Work that needs unwinding exists even if the loop never stepped.
@@ -868,6 +902,7 @@ void shutdown_loop(MainLoop& loop) {
         return;  // a shutdown slot asking for one: this is it
     im.needs_shutdown = false;
     im.in_shutdown = true;
+    im.busy_probes.clear();
     im.shutting_down.store(true, std::memory_order_release);
     struct InShutdown {
         bool& flag;

@@ -425,6 +425,23 @@ void quiesce_active_pools() {
             p->quiesce(std::chrono::seconds(5));
 }
 
+// Whether a pool that ran jobs since the last shutdown has jobs queued or
+// running (or an outcome on its way to the loop): run_until_idle()'s probe.
+bool busy_pools() {
+    std::vector<std::weak_ptr<PoolImpl>> active;
+    {
+        std::lock_guard lk(registry().m);
+        active = registry().active;
+    }
+    for (auto& w : active)
+        if (auto p = w.lock()) {
+            ThreadPoolStats st = p->stats();
+            if (st.queued != 0 || st.running != 0)
+                return true;
+        }
+    return false;
+}
+
 void note_active(PoolImpl& impl) {
     if (impl.noted_epoch.load(std::memory_order_acquire) == g_epoch.load(std::memory_order_acquire))
         return;  // already in `active`, and the loop's shutdown hook is set
@@ -444,8 +461,10 @@ void note_active(PoolImpl& impl) {
         }
         impl.noted_epoch.store(g_epoch.load(std::memory_order_relaxed), std::memory_order_release);
     }
-    if (hook)
+    if (hook) {
         add_shutdown_hook(loop, [] { quiesce_active_pools(); });
+        add_busy_probe(loop, [] { return busy_pools(); });  // with the hook: until the shutdown
+    }
 }
 
 std::string registered_names() {

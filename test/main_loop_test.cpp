@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <future>
@@ -17,7 +18,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <boost/asio/steady_timer.hpp>
+
+#include "kaa/coroutine.hpp"
 #include "kaa/in_progress.hpp"
+#include "kaa/threaded.hpp"
+#include "kaa/timer.hpp"
 #include "test_support.hpp"
 
 using kaa::Duration;
@@ -904,4 +910,105 @@ TEST(MainLoopDestruction, StepSlotHoldingAFailedOperationIsReportedSafely) {
     }
     std::string err = testing::internal::GetCapturedStderr();
     EXPECT_NE(err.find("late"), std::string::npos) << err;
+}
+
+// ---------------------------------------------------------------------------
+// run_until_idle()
+
+class RunUntilIdleTest : public kaa::test::LoopTest {};
+
+TEST_F(RunUntilIdleTest, ReturnsAtOnceWithNothingToDo) {
+    loop.run_until_idle();
+    EXPECT_FALSE(loop.is_running());
+}
+
+TEST_F(RunUntilIdleTest, ReturnsOnceCoroutinesTimersJobsAndPostsHaveEnded) {
+    using namespace std::chrono_literals;
+    std::vector<std::string> order;
+    auto co = kaa::coroutine([&] {
+        kaa::this_coroutine::await(kaa::delay(2ms));
+        order.push_back("delay");
+        int v = kaa::this_coroutine::await(kaa::threaded([] { return 4; }));
+        order.push_back("job " + std::to_string(v));
+        kaa::this_coroutine::yield();
+        loop.post([&] { order.push_back("posted"); });
+    });
+    kaa::OneShotTimer timer([&] { order.push_back("timer"); });
+    timer.start(5ms);
+    loop.run_until_idle();
+    EXPECT_TRUE(co.finished());
+    EXPECT_EQ(kaa::active_coroutines(), 0u);
+    EXPECT_FALSE(timer.active());
+    std::sort(order.begin(), order.end());
+    EXPECT_EQ(order, (std::vector<std::string>{"delay", "job 4", "posted", "timer"}));
+    EXPECT_FALSE(loop.has_ready_work());
+}
+
+TEST_F(RunUntilIdleTest, WaitsForAnAsioOperationWithAPlainHandler) {
+    using namespace std::chrono_literals;
+    boost::asio::steady_timer t(loop.context(), 3ms);
+    bool fired = false;
+    t.async_wait([&](const boost::system::error_code& ec) { fired = !ec; });
+    loop.run_until_idle();
+    EXPECT_TRUE(fired);
+}
+
+TEST_F(RunUntilIdleTest, WaitsForAJobThatPostsBackBeforeItEnds) {
+    std::atomic<int> posted{0};
+    int ran = 0;
+    auto job = kaa::threaded([&] {
+        for (int i = 0; i < 100; ++i)
+            loop.post([&] { ++ran; });
+        posted = 100;
+    });
+    loop.run_until_idle();
+    EXPECT_TRUE(job.finished());
+    EXPECT_EQ(ran, 100);
+}
+
+TEST_F(RunUntilIdleTest, ACoroutineWaitingOnNothingIsLeftSuspendedNotHungOn) {
+    kaa::InProgress<int> never;
+    auto stuck = kaa::coroutine([&] { return kaa::this_coroutine::await(never); });
+    loop.run_until_idle();
+    EXPECT_EQ(kaa::active_coroutines(), 1u) << "a deadlock made visible";
+    stuck.abort();
+    EXPECT_EQ(kaa::active_coroutines(), 0u);
+}
+
+TEST_F(RunUntilIdleTest, ARepeatingTimerIsLiveWorkUntilItStops) {
+    using namespace std::chrono_literals;
+    int ticks = 0;
+    kaa::Timer t([&] { return ++ticks < 3; });
+    t.start(1ms);
+    loop.run_until_idle();
+    EXPECT_EQ(ticks, 3);
+    EXPECT_FALSE(t.active());
+}
+
+TEST_F(RunUntilIdleTest, StopEndsItEarly) {
+    using namespace std::chrono_literals;
+    kaa::Timer t([] {});
+    t.start(1ms);
+    int ticks = 0;
+    kaa::Timer stopper([&] {
+        if (++ticks == 2)
+            loop.stop();
+    });
+    stopper.start(1ms);
+    loop.run_until_idle();
+    EXPECT_EQ(ticks, 2);
+    EXPECT_TRUE(t.active());
+}
+
+TEST_F(RunUntilIdleTest, InsideRunItIsRefused) {
+    bool threw = false;
+    run_in_loop([&] {
+        try {
+            loop.run_until_idle();
+        } catch (const kaa::LoopError&) {
+            threw = true;
+        }
+        loop.stop();
+    });
+    EXPECT_TRUE(threw);
 }

@@ -35,6 +35,11 @@ namespace detail {
 /// emitted): the coroutine registry and thread pools use it.
 void add_shutdown_hook(MainLoop& loop, UniqueFunction<void()> hook);
 void shutdown_loop(MainLoop& loop);
+/// Registers a probe that MainLoop::run_until_idle() asks whether work the
+/// loop cannot see in its own queues or in Asio is still in flight (thread
+/// pools register one for their queued and running jobs). Dropped at the
+/// loop's shutdown, as shutdown hooks are: register both together.
+void add_busy_probe(MainLoop& loop, UniqueFunction<bool()> probe);
 /// Number of iterations (step() calls, nested ones included) begun so far;
 /// I/O uses it to yield to the loop when a fast stream would keep one
 /// iteration busy. 0 without a loop. Loop thread only.
@@ -122,6 +127,22 @@ public:
     /// The destructor stops and joins a loop thread that still runs.
     /// @throws WrongThread on the loop thread itself.
     void join();
+
+    /// Runs iterations until nothing is left that could make more work:
+    /// nothing queued or posted, no Asio operation or handler outstanding
+    /// (timers, delays, I/O, Asio operations of any kind), no threaded job
+    /// queued or running (cogen's run mode; for command-line tools and
+    /// tests). Does not shut down; call it again, or run(), later. A
+    /// coroutine still suspended when it returns waits on an operation
+    /// nothing will finish (kaa::active_coroutines() counts them): a deadlock
+    /// made visible, never a hang. Work the loop cannot know of -- a thread
+    /// of your own that will post() later -- is not waited for. A repeating
+    /// timer is live work: it never returns while one is active. stop()
+    /// makes it return after the current iteration.
+    /// @throws what escaped a callback with nothing connected to `exception`
+    /// (as step()); LoopError inside run() or attached to a host;
+    /// WrongThread off the loop thread.
+    void run_until_idle();
 
     /// What run() does when it ends, in kaa's order: aborts suspended
     /// coroutines, stops thread pools, delivers what that queued, emits
@@ -211,6 +232,7 @@ private:
     friend void detail::add_shutdown_hook(MainLoop&, detail::UniqueFunction<void()>);
     friend void detail::shutdown_loop(MainLoop&);
     friend std::uint64_t detail::loop_iteration() noexcept;
+    friend void detail::add_busy_probe(MainLoop&, detail::UniqueFunction<bool()>);
     std::unique_ptr<Impl> impl_;
 };
 

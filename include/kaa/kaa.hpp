@@ -13,6 +13,7 @@
 #include "kaa/in_progress_all.hpp"
 #include "kaa/in_progress_callable.hpp"
 #include "kaa/io_channel.hpp"
+#include "kaa/io_context_host.hpp"
 #include "kaa/io_monitor.hpp"
 #include "kaa/main_loop.hpp"
 #include "kaa/process.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Benchmarks for kaa's foundation: InProgress, Signal and MainLoop::post, each
 // beside the raw mechanism it is built on or competes with.
 //

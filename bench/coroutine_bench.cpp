@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Benchmarks for kaa's stackful coroutines, each beside the floor it is built
 // on (a hand-made Boost.Context fiber on a pooled stack, the bare switch) and
 // beside boost::asio::spawn, the off-the-shelf stackful coroutine it competes

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // echo_bench: kaa's coroutine echo server against an asio::spawn echo server,
 // a hand-written epoll echo server and a Python asyncio echo server, all
 // driven by the same load client in one run (scripts/echo_bench.sh).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Idle cost of guest mode: how often the process wakes up while nothing
 // happens, with kaa attached to a GLib loop, against the bare GLib loop --
 // and, when kaa::qt is built, to a Qt event loop (guest and threaded mode)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // co_await in a kaa::Task against the stackful wait (this_coroutine::await),
 // on a finished and on an unfinished InProgress, in one run.
 //

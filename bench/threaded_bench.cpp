@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Benchmarks for kaa::threaded: a job goes to a pool thread and its result
 // comes back to the loop thread, beside the same trip on a bare
 // boost::asio::thread_pool whose completion asio::post()s back to an

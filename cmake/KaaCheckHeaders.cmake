@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSL-1.0
 # checkheaders: compiles every public header (include/kaa/*.hpp, not detail/)
 # alone in its own translation unit, so a header that forgets an #include of
 # its own breaks the build. Part of the default build whenever tests are on.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSL-1.0
 # Install rules: the public headers, the library and a relocatable CMake package,
 # so that another project can say find_package(kaa) and link kaa::kaa.
 include(GNUInstallDirs)
@@ -63,3 +64,6 @@ install(FILES
   ${PROJECT_BINARY_DIR}/kaaConfig.cmake
   ${PROJECT_BINARY_DIR}/kaaConfigVersion.cmake
   DESTINATION ${KAA_INSTALL_CMAKEDIR})
+
+# The licence, where Debian and the GNU layout put a package's documents.
+install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})

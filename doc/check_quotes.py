@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSL-1.0
 """Checks that the code quoted in doc/*.md still exists in samples/.
 
 A quoted block is a fenced ```cpp block whose previous non-blank line is

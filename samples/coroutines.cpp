@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Coroutines: starting one, waiting, time slices, the abort rules, policies
 // and lifetime, one function each.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // echo_server: the C10k classic in coroutine style -- one coroutine per
 // connection, thousands of them on one thread.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // fetch_page: the first example of kaa's documentation -- a coroutine that
 // fetches a web page -- in C++. So that it runs anywhere (and in CI), the
 // sample first starts a tiny HTTP/1.0 server of its own on 127.0.0.1, on a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // kaa inside a GLib main loop (guest mode): timers, a coroutine, a threaded
 // job and GLib's own sources share one thread, and GLib does the waiting.
 //

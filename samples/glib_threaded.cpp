@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // kaa's threaded mode with a GLib main loop: a kaa thread does the waiting
 // and hands each dispatch to the GLib thread through a GSource, the way any
 // host with a thread-safe "call this on your thread" works. (GLib can also

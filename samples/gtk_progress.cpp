@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // A GTK 3 window driven by kaa in guest mode: a threaded job reports progress
 // into a GtkProgressBar, and an Abort button aborts it. The GTK main loop is
 // the only loop; kaa's callbacks run inside it on the GUI thread.

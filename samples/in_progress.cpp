@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // InProgress<T>: the guarantees a caller relies on, one function each.
 //
 // doc/in_progress.md quotes this program. It runs without loop.run(): each

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // kaa::MainLoop: the iteration structure, work from other threads, stopping.
 //
 // doc/main_loop.md quotes this program.

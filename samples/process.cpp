@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Child processes: run a program and take its output line by line, talk to a
 // child over stdin and stdout, and stop one that will not listen.
 //

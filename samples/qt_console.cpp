@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // kaa inside a Qt console program: QCoreApplication::exec() is the only loop,
 // and it runs kaa's timers, a coroutine and a threaded job beside a QTimer.
 // kaa's loop.stop() ends it. By default kaa is Qt's guest (Qt waits on kaa's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // kaa::Signal: connection kinds, emission order, deferred emission and next().
 //
 // doc/signal.md quotes this program.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // kaa::Task<T>: stackless C++20 coroutines (co_await) beside kaa's stackful
 // coroutines, on the same InProgress and the same abort model.
 //

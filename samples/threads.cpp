@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Threads: where threaded() runs work, in which order, how it is aborted and
 // waited for, and how results come back to the loop thread; one function each.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // A tour of kaa for C++.
 //
 // Each section below is a small function that shows one part of the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Waiting for several things: kaa::any(), kaa::all(), timeout(), and bridges
 // from callback APIs (InProgressCallable) and std::future.
 //

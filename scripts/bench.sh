@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # Builds kaa's benchmarks in Release, runs every bench_* program and prints
 # one Markdown table of kaa/baseline ratios (see bench/README.md).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSL-1.0
 """Turns Google Benchmark JSON results into kaa's ratio table (Markdown).
 
 Usage: bench_table.py [--build-dir DIR] RESULT.json...

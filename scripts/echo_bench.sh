@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # Builds echo_bench in Release and runs it: kaa's coroutine echo server against
 # asio::spawn, a raw epoll server and Python asyncio (skipped without python3),
 # all driven by the same load client, over loopback. Arguments go to

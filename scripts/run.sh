@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # The two commands of README.md:
 #   bash scripts/run.sh sample   # install what is missing, build, run the flagship sample
 #   bash scripts/run.sh test     # install what is missing, build, run all tests (plain, ASan+UBSan, TSan)

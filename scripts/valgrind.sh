@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # Valgrind memcheck over a representative part of the test suite:
 #   bash scripts/valgrind.sh
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include "asio_host.hpp"
 
 #include <boost/asio/detail/op_queue.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Guest mode for Asio: lets a host loop (GLib, Qt) do the waiting for an
 // io_context that kaa's MainLoop dispatches without blocking.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The registry of running coroutines, shared by stackful coroutines
 // (coroutine.cpp) and Tasks (task.cpp). See kaa/detail/await_core.hpp.
 #pragma once

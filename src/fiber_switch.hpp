@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Sanitizer annotations around stack switches.
 //
 // Boost.Context's fast (fcontext) switch is invisible to AddressSanitizer and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Private: memory for one Asio handler at a time, kept in the object that
 // starts the operation.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Private: the machinery behind IOChannel, Socket, Listener and IOMonitor.
 //
 // ChannelCore holds everything a byte stream needs that does not depend on

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Coroutine stacks: guard-paged, pooled per thread, overflow reported by name.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // InProgress::timeout(): a view of an operation that fails with TimeoutError
 // when the time runs out first.
 #include <cstdio>

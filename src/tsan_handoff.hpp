@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Hand-offs through a host loop's queue that ThreadSanitizer cannot see.
 //
 // The threaded mode hands each dispatch from kaa's waiting thread to the host

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The abort rules of coroutines: kaa-spec.md 6.3, one test per row of its
 // cascade table, plus the C++ port decisions (section 12, decision 1).
 #include "kaa/coroutine.hpp"

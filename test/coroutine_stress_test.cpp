@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Adversarial tests for coroutines: reentrancy inside finish() (kaa's
 // interval-0 fast path), aborts of coroutines on the resume chain, shutdown
 // with coroutines in every kind of suspension, policies whose definition goes

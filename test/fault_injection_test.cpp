@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Fault injection: exceptions from the kinds of user code not covered by the
 // per-feature suites (destructors on coroutine stacks, main-thread calls,
 // progress slots), a coroutine stack that cannot be allocated, and thread-pool

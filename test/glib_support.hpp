@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // GLib helpers shared by the tests that run a real GMainLoop (glib_test,
 // threaded_host_test): the host application's callbacks, and running a
 // GMainLoop with a fail-safe.

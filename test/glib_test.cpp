@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // kaa::glib against a real GLib main loop (g_main_loop_run). What every host
 // must do -- timers, a coroutine on a delay and a threaded job, cross-thread
 // posts, abort from a host callback, time slices that do not starve the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // What every host integration must do, written once: a GoogleTest
 // type-parameterised suite that each host's test file instantiates with an
 // adapter for its host (kaa::qt::Guest and ThreadedHost in qt_test, the

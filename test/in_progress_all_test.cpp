@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include "kaa/in_progress_all.hpp"
 
 #include <gtest/gtest.h>

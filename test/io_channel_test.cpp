@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include "kaa/io_channel.hpp"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Guest mode's core, without any host toolkit: the fd that attach_host()
 // returns, the wake-up hook, has_ready_work()/has_posted_work(), and the
 // "no spin" property. test/glib_test.cpp runs the same against a real GLib loop.

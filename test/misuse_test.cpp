@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The misuse catalogue (doc/errors.md, "Misuse catalogue"): every misuse the
 // brief and kaa's spec name raises a typed exception, at the faulty call,
 // whose message says what to do instead. One test per misuse; each checks the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // kaa inside a real Qt event loop (QCoreApplication::exec), in both
 // arrangements: guest mode (kaa::qt::Guest, Qt waits on kaa's fds) and
 // threaded mode (kaa::qt::ThreadedHost, a kaa thread waits and posts each

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Shutdown: the loop going away with work in every state, and the review's
 // risks around it -- a static loop destroyed at exit after the thread's stack
 // pool, a stop() pending before run(), nested waits while a stop is pending,

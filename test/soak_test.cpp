@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Soak: a deterministic, seeded mix of everything that can happen at once --
 // coroutines that wait, time-slice, spawn children, throw and get aborted at
 // random points, threaded jobs (some aborted while queued or running, some

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Shared test fixture and helpers for kaa's test suites.
 //
 //  * LoopTest creates a kaa::MainLoop per test and captures everything that

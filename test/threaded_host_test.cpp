@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // kaa::ThreadedHost: kaa's waiting in a thread of its own, its dispatching on
 // a host loop's thread. Two hosts: a hand-made one (a queue the test's main
 // thread drains, with a normal and an idle priority), whose every step the

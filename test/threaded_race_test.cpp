@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Races between workers and the loop: completion against abort, results
 // against loop shutdown, blocking waits against their wake-ups, many workers
 // posting at once. Each test repeats its race many times and asserts only

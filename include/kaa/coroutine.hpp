@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Stackful coroutines: ordinary functions that can suspend anywhere in their
 // call tree.
 //

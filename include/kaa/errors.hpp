@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Every exception type kaa throws, in one place.
 //
 // Two families:

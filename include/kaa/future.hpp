@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Conversions between InProgress<T> and std::future<T>.
 //
 //  * to_future(ip): a std::future that becomes ready when ip finishes (on the

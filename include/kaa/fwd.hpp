@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Forward declarations of kaa's public types.
 #pragma once
 

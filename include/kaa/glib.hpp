@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // kaa::glib: kaa's MainLoop as a guest of a GLib main loop (GTK, GStreamer,
 // GApplication), the C++ counterpart of kaa's gobject notifier.
 //

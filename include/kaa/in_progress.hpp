@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // InProgress<T>: the result of every asynchronous operation in kaa.
 //
 // An InProgress is a shared handle to one operation: copies refer to the same

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Waiting for several operations: kaa::any (kaa's InProgressAny) and
 // kaa::all (InProgressAll), over any mix of InProgress types -- coroutines,
 // threaded jobs, signals' next(), delays, Tasks.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // InProgressCallable<Args...>: an InProgress that is also a callback (kaa's
 // InProgressCallable), so that a callback-style API becomes something to
 // connect to or await.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // IOChannel: a byte stream (pipe, terminal, socket...) read and written
 // through InProgress operations, or through signals in callback style.
 //

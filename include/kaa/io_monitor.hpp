@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // IOMonitor: a callback that the loop calls while a file descriptor is
 // readable or writable (kaa's IOMonitor), and readable(fd) / writable(fd),
 // the same as an InProgress for a coroutine to wait on.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The whole of kaa in one include: the main loop, InProgress, signals,
 // coroutines (stackful and co_await Tasks), threaded work, any/all and
 // timeouts, progress, timers, child processes and the error types. Each concept's header can also be included

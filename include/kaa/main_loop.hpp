@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The notifier: kaa's main loop, built on boost::asio::io_context.
 //
 // One MainLoop exists per process at a time; the thread that creates it is

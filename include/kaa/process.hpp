@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Process: a child process driven from the loop (kaa.Process).
 //
 // A Process runs a program with an argument vector, an optional environment

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Progress: position, maximum, percentage, speed and ETA of an operation
 // (kaa's InProgressStatus), with a `changed` signal.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Qt embedding: kaa's loop driven by a QCoreApplication/QApplication event
 // loop (target kaa::qt, built when Qt 6 or Qt 5 Core is found).
 //

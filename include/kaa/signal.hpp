@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Signal<void(Args...)>: kaa's signals, on Boost.Signals2.
 //
 // A Signal calls its connected callbacks (slots) in order when emitted.

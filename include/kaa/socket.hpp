@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Socket and Listener: TCP (IPv4/IPv6) and Unix-domain stream sockets.
 //
 //   kaa::Socket sock;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Synchronized<T>: a value and the one lock that guards it (kaa's
 // synchronized helper, for objects shared between the loop and workers).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // kaa::Task<T>: C++20 stackless coroutines on the same InProgress and the
 // same cancellation model as kaa's stackful coroutines.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // threaded: blocking work on thread pools, named threads and the main thread,
 // with the result delivered as an InProgress on the loop thread.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // ThreadedHost: kaa's "threaded notifier" arrangement, for host loops that
 // cannot take kaa as a guest (no way to watch an fd, or a loop you do not
 // control). A kaa-owned thread does the *waiting* -- it polls the loop's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Timers: callbacks that the loop calls after an interval, repeatedly, or at
 // wall-clock times -- kaa's Timer, OneShotTimer, WeakTimer, AtTimer, delay()
 // and timed, and the fire-and-forget call_later() / call_at().

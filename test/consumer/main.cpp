@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Built against the installed package only (find_package(kaa), kaa::kaa): proves
 // that the exported target carries its include path, its Boost and thread
 // dependencies, and that the installed headers are complete.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Uses kaa::qt from the installed package: without a QCoreApplication, the
 // Guest must refuse with a UsageError that says what to do.
 #include <cstdio>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSL-1.0
 # Run with cmake -P (see test/CMakeLists.txt). Installs the kaa build tree at
 # KAA_BINARY_DIR into a scratch prefix, then configures, builds and runs the
 # consumer project in CONSUMER_SOURCE_DIR against that prefix only.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // What stackful coroutines (src/coroutine.cpp) and C++20 Tasks (kaa/task.hpp)
 // share: the abort state machine, the wait bookkeeping, and how an ended
 // coroutine finishes its InProgress. One mechanism, so that both kinds abort,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // A move-only type-erased callable with small-buffer storage.
 //
 // Used on the hot paths (InProgress callbacks, loop queues, coroutine resumes)

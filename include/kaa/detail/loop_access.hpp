@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // What header-only parts of kaa need from the loop, without including it.
 #pragma once
 

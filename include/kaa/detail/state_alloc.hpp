@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Memory for InProgress states. Library plumbing.
 //
 // Every InProgress, coroutine, Task and threaded job allocates one state

@@ -7,6 +7,7 @@
 
 #include "kaa/asio.hpp"
 #include "kaa/coroutine.hpp"
+#include "kaa/debug.hpp"
 #include "kaa/errors.hpp"
 #include "kaa/fwd.hpp"
 #include "kaa/future.hpp"
@@ -16,6 +17,7 @@
 #include "kaa/io_channel.hpp"
 #include "kaa/io_context_host.hpp"
 #include "kaa/io_monitor.hpp"
+#include "kaa/log.hpp"
 #include "kaa/main_loop.hpp"
 #include "kaa/process.hpp"
 #include "kaa/scope.hpp"

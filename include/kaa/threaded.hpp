@@ -239,7 +239,11 @@ auto submit_threaded(const ThreadOptions& opts, const std::source_location& wher
 }
 
 inline const ThreadOptions& default_thread_options() noexcept {
-    static const ThreadOptions defaults{.site = {}};
+    static const ThreadOptions defaults = [] {
+        ThreadOptions o;
+        o.site = {};  // no site: the call's own is recorded, if any
+        return o;
+    }();
     return defaults;
 }
 

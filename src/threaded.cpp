@@ -363,8 +363,6 @@ private:
             }
             ~Finished() { post(); }
         } prev{nullptr, handing_over_};
-        // Once per thread: gettid() is a system call, too dear per job.
-        const int tid = static_cast<int>(::gettid());
         std::unique_lock lk(m_);
         for (;;) {
             if (gen != gen_)
@@ -395,7 +393,7 @@ private:
             std::shared_ptr<Job> job = queue_.pop();
             job->phase = Job::Phase::running;
             job->started_at = coarse_now();
-            job->worker = tid;
+            job->worker = static_cast<int>(::gettid());
             running_.push_back(&job);  // quiesce() may stop it
             lk.unlock();
             prev.post();

@@ -160,11 +160,7 @@ auto start_coroutine_call(const CoroutineOptions& opts, const std::source_locati
 }
 
 inline const CoroutineOptions& default_coroutine_options() noexcept {
-    static const CoroutineOptions defaults = [] {
-        CoroutineOptions o;
-        o.site = {};  // no site: the call's own is recorded, if any
-        return o;
-    }();
+    static const CoroutineOptions defaults{.site = {}};
     return defaults;
 }
 
@@ -274,7 +270,7 @@ public:
     template <class F>
         requires(!std::is_same_v<std::remove_cvref_t<F>, CoroutineOptions>)
     explicit Coroutine(F&& fn, std::source_location site = std::source_location::current())
-        : Coroutine(options_at(site), std::forward<F>(fn)) {}
+        : Coroutine(CoroutineOptions{.site = site}, std::forward<F>(fn)) {}
 
     CoroutineInProgress<R> operator()(Args... args) {
         auto& unfinished = group_->unfinished();
@@ -316,11 +312,6 @@ public:
 
 private:
     detail::WorkSite site() const noexcept { return {opts_.site, function_}; }
-    static CoroutineOptions options_at(std::source_location site) {
-        CoroutineOptions o;
-        o.site = site;
-        return o;
-    }
 
     CoroutineOptions opts_;
     std::string_view function_;  // the callable's type (a static string)

@@ -239,11 +239,7 @@ auto submit_threaded(const ThreadOptions& opts, const std::source_location& wher
 }
 
 inline const ThreadOptions& default_thread_options() noexcept {
-    static const ThreadOptions defaults = [] {
-        ThreadOptions o;
-        o.site = {};  // no site: the call's own is recorded, if any
-        return o;
-    }();
+    static const ThreadOptions defaults{.site = {}};
     return defaults;
 }
 

@@ -43,8 +43,6 @@ public:
     }
 
     std::size_t count() const noexcept { return count_; }
-    /// The most recently started one; follow AwaitCore::next (loop thread).
-    AwaitCore* head() const noexcept { return head_; }
 
     /// Aborts every registered coroutine (the loop's shutdown hook): each
     /// unwinds from its suspension point and finishes its InProgress.

@@ -12,7 +12,6 @@
 #include "kaa/main_loop.hpp"
 #include "await_support.hpp"
 #include "stack.hpp"
-#include "work_registry.hpp"
 
 namespace fc = boost::context::detail;
 
@@ -30,23 +29,22 @@ thread_local CoroutineCore* t_current = nullptr;
 class CoroutineCore final : public AwaitCore {
 public:
     CoroutineCore(std::shared_ptr<StateBase> state, Stack stack, const CoroutineOptions& opts,
-                  const WorkSite& site, UniqueFunction<void()> body)
+                  UniqueFunction<void()> body)
         : stack_(stack), body_(std::move(body)),
-          name_(opts.name), interval_(opts.interval), site_(site) {
+          name_(opts.name), interval_(opts.interval) {
         state_ = std::move(state);
-        note_state_change(since_);
         stack_info_ = RunningStackInfo{stack_.base, stack_.base + stack_.guard, name().c_str(), stack_.usable()};
     }
 
     static CoroutineCore* create(MainLoop& loop, std::shared_ptr<StateBase> state, const CoroutineOptions& opts,
-                                 const WorkSite& site, UniqueFunction<void()> body) {
+                                 UniqueFunction<void()> body) {
         Stack stack = StackPool::acquire_local(opts.stack_size);
         char* top = stack.top();
         auto addr = reinterpret_cast<std::uintptr_t>(top - sizeof(CoroutineCore)) & ~std::uintptr_t(63);
         void* mem = reinterpret_cast<void*>(addr);
         CoroutineCore* c;
         try {
-            c = ::new (mem) CoroutineCore(std::move(state), stack, opts, site, std::move(body));
+            c = ::new (mem) CoroutineCore(std::move(state), stack, opts, std::move(body));
         } catch (...) {
             StackPool::release_local(stack);
             throw;
@@ -122,13 +120,11 @@ public:
         waiting_on_ = ip;
         std::uint32_t token = token_;
         wait_id_ = s.add_callback([this, token](StateBase&) { wake(token); });
-        note_state_change(since_);
         suspend();
         after_wait();
     }
 
     void yield() {
-        note_state_change(since_);
         std::uint32_t token = token_;
         if (interval_ > Duration::zero())
             schedule_timer(interval_, token);
@@ -228,10 +224,6 @@ public:
         t_registry.unlink(this);
         state_->coroutine = nullptr;
         state_->clear_abort_hook();  // it points here
-        // Named in the reports of an outcome that fails or is discarded.
-        std::string origin;
-        if (error_ || state_->status() != Status::pending) [[unlikely]]
-            origin = this->origin();
         Outcome outcome = take_outcome();
         if (pins_ == 0) {
             destroy();
@@ -239,33 +231,7 @@ public:
             zombie_ = true;  // a queued TimeSlice still refers to it
             timer_.reset();
         }
-        settle(std::move(outcome), "coroutine", std::move(origin), {});
-    }
-
-    /// "coroutine 'name' started at file.cpp:12" (the name derived from the
-    /// callable when none was given).
-    std::string origin() const {
-        std::string text = "coroutine '" + display_name() + "'";
-        std::string where = site_text(site_);
-        return where.empty() ? text : text + " " + where;
-    }
-
-    std::string display_name() const {
-        return name_.empty() ? std::string(site_.function) : name_;
-    }
-
-    void describe(WorkRecord& r, std::int64_t now) const override {
-        r.kind = WorkKind::coroutine;
-        r.name = display_name();
-        r.callable = std::string(site_.function);
-        set_site(r, site_);
-        if (running_)
-            r.state = "running";
-        else if (waiting_on_)
-            r.state = "suspended";
-        else
-            r.state = interval_ > Duration::zero() ? "time slice (interval)" : "time slice";
-        r.in_state = time_since(since_, now);
+        settle(std::move(outcome), "coroutine", {});
     }
 
     void destroy() noexcept {
@@ -289,7 +255,6 @@ private:
     UniqueFunction<void()> body_;
     std::string name_;  // empty: "coroutine" (see name())
     Duration interval_;
-    WorkSite site_;
     bool ended_ = false;
     bool zombie_ = false;      // ended, kept for the TimeSlice tasks that pin it
     std::uint32_t pins_ = 0;   // TimeSlice tasks queued for it
@@ -311,8 +276,7 @@ CoroutineCore* core_of(const StateBase& s) { return static_cast<CoroutineCore*>(
 
 } // namespace
 
-void start_coroutine(std::shared_ptr<StateBase> state, const CoroutineOptions& opts, const WorkSite& site,
-                     UniqueFunction<void()> body) {
+void start_coroutine(std::shared_ptr<StateBase> state, const CoroutineOptions& opts, UniqueFunction<void()> body) {
     MainLoop& loop = MainLoop::current();
     if (!loop.is_main_thread())
         throw WrongThread("kaa::coroutine(): coroutines run on the loop thread; from a worker, post() the "
@@ -323,7 +287,7 @@ void start_coroutine(std::shared_ptr<StateBase> state, const CoroutineOptions& o
         progress = std::make_shared<Progress>();
         raw->progress = progress;
     }
-    CoroutineCore* c = CoroutineCore::create(loop, std::move(state), opts, site, std::move(body));
+    CoroutineCore* c = CoroutineCore::create(loop, std::move(state), opts, std::move(body));
     c->progress = progress.get();
     raw->coroutine = c;
     raw->set_abort_hook([c](const InProgressAborted& exc, std::exception_ptr e) { return c->on_abort(exc, e); });
@@ -452,9 +416,5 @@ Progress& progress() {
 } // namespace this_coroutine
 
 std::size_t active_coroutines() noexcept { return detail::t_registry.count(); }
-
-namespace detail {
-const AwaitRegistry& coroutine_registry() noexcept { return t_registry; }
-} // namespace detail
 
 } // namespace kaa

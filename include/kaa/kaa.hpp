@@ -7,7 +7,6 @@
 
 #include "kaa/asio.hpp"
 #include "kaa/coroutine.hpp"
-#include "kaa/debug.hpp"
 #include "kaa/errors.hpp"
 #include "kaa/fwd.hpp"
 #include "kaa/future.hpp"
@@ -17,7 +16,6 @@
 #include "kaa/io_channel.hpp"
 #include "kaa/io_context_host.hpp"
 #include "kaa/io_monitor.hpp"
-#include "kaa/log.hpp"
 #include "kaa/main_loop.hpp"
 #include "kaa/process.hpp"
 #include "kaa/scope.hpp"

@@ -49,7 +49,6 @@
 
 #include "kaa/detail/function.hpp"
 #include "kaa/detail/loop_access.hpp"
-#include "kaa/detail/work_site.hpp"
 #include "kaa/errors.hpp"
 #include "kaa/fwd.hpp"
 #include "kaa/in_progress.hpp"
@@ -109,11 +108,9 @@ public:
     /// A stopped timer that will call `callback()`. The callback returns void
     /// (the timer repeats) or bool (false stops it).
     /// @throws EmptyHandle if `callback` is an empty std::function or null.
-    /// `site` is the creation site kaa::live_work() shows.
     template <detail::TimerCallback F>
-    explicit Timer(F&& callback, std::source_location site = std::source_location::current())
-        : Timer(detail::TimerKind::repeating, detail::wrap_timer_callback(std::forward<F>(callback)),
-                detail::WorkSite{site, detail::type_name<std::decay_t<F>>()}) {}
+    explicit Timer(F&& callback)
+        : Timer(detail::TimerKind::repeating, detail::wrap_timer_callback(std::forward<F>(callback))) {}
 
     Timer(Timer&&) noexcept = default;
     /// Stops the timer this one held, then takes over `other`'s.
@@ -149,7 +146,6 @@ public:
 protected:
     Timer(detail::TimerKind kind, detail::UniqueFunction<bool()> callback, std::weak_ptr<void> owner = {},
           bool weak = false);
-    Timer(detail::TimerKind kind, detail::UniqueFunction<bool()> callback, const detail::WorkSite& site);
 
     detail::TimerCore& core() const;
 
@@ -164,9 +160,8 @@ private:
 class OneShotTimer : public Timer {
 public:
     template <detail::TimerCallback F>
-    explicit OneShotTimer(F&& callback, std::source_location site = std::source_location::current())
-        : Timer(detail::TimerKind::one_shot, detail::wrap_timer_callback(std::forward<F>(callback)),
-                detail::WorkSite{site, detail::type_name<std::decay_t<F>>()}) {}
+    explicit OneShotTimer(F&& callback)
+        : Timer(detail::TimerKind::one_shot, detail::wrap_timer_callback(std::forward<F>(callback))) {}
 };
 
 /// A repeating timer bound weakly to an owner (kaa.WeakTimer): once the owner
@@ -445,6 +440,6 @@ private:
 /// keeps the operation alive, so `delay(d).connect(f)` works without keeping
 /// the handle. Callable from any thread; it finishes on the loop thread.
 /// @throws std::invalid_argument if `d` is negative; LoopError if no MainLoop exists.
-InProgress<void> delay(Duration d, std::source_location site = std::source_location::current());
+InProgress<void> delay(Duration d);
 
 } // namespace kaa

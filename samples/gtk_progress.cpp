@@ -6,6 +6,8 @@
 //   gtk_progress                       interactive
 //   gtk_progress --screenshot OUT.png  (CI, under xvfb-run) clicks Abort at
 //                                      30 %, saves the window as PNG, exits
+//   gtk_progress --abort-after-finish  (CI) lets the job finish, then clicks
+//                                      Abort: nothing happens, it exits
 //
 // doc/embedding.md quotes this program.
 
@@ -32,6 +34,7 @@ struct Ui {
     GtkWidget* abort = nullptr;
     std::optional<kaa::ThreadInProgress<int>> job;
     std::string screenshot; // non-empty: automated run
+    bool abort_after_finish = false;  // automated run: click Abort when done
     bool clicked = false;
 };
 
@@ -80,7 +83,13 @@ void start_job(Ui& ui) {
             gtk_button_clicked(GTK_BUTTON(ui.abort)); // as if the user clicked
         }
     });
-    ui.job->connect([&ui](int n) { set_status(ui, "done: " + std::to_string(n) + " files"); });
+    ui.job->connect([&ui](int n) {
+        set_status(ui, "done: " + std::to_string(n) + " files");
+        if (ui.abort_after_finish) {
+            gtk_button_clicked(GTK_BUTTON(ui.abort));  // too late: does nothing
+            gtk_widget_destroy(ui.window);
+        }
+    });
     ui.job->connect_exception([&ui](std::exception_ptr e) {
         set_status(ui, "stopped: " + kaa::describe(e));
         gtk_widget_set_sensitive(ui.abort, FALSE);
@@ -106,6 +115,7 @@ int main(int argc, char** argv) {
     Ui ui;
     if (argc == 3 && std::string(argv[1]) == "--screenshot")
         ui.screenshot = argv[2];
+    ui.abort_after_finish = argc == 2 && std::string(argv[1]) == "--abort-after-finish";
 
     kaa::MainLoop loop;             // the GUI thread is kaa's main thread
     kaa::glib::Guest guest(loop);   // GTK's loop (the default context) drives kaa
@@ -127,8 +137,9 @@ int main(int argc, char** argv) {
     // A GTK signal handler aborts the kaa job: same thread, no locking.
     g_signal_connect(ui.abort, "clicked", G_CALLBACK(+[](GtkButton*, gpointer p) {
                          auto& ui = *static_cast<Ui*>(p);
-                         if (ui.job)
-                             ui.job->abort();
+                         // Harmless once the job has finished: returns false.
+                         if (ui.job && !ui.job->abort())
+                             std::printf("abort: the job had already finished\n");
                      }),
                      &ui);
     g_signal_connect(ui.window, "destroy", G_CALLBACK(gtk_main_quit), nullptr);

@@ -58,10 +58,14 @@ bool AwaitCore::begin_abort(const InProgressAborted& exc, std::exception_ptr ept
     if (aborted_)
         return false;
     aborted_ = true;
-    abort_exc_ = std::move(eptr);
+    (void)eptr;
+    // The coroutine's failure is the exception raised inside it (decision
+    // 23): inprogress() names what it waited on (nothing while it ran or
+    // waited on a time slice), origin() where abort() was called.
     InProgressRef origin = exc.origin();
     if (running_) {
         pending_abort_ = exc.with(InProgressRef(), origin);
+        abort_exc_ = pending_abort_;
         return false;
     }
     ++token_;  // scheduled resumptions are void now
@@ -73,6 +77,7 @@ bool AwaitCore::begin_abort(const InProgressAborted& exc, std::exception_ptr ept
         abort_if_unwatched(waited, exc, "abort cascade");
     }
     pending_abort_ = exc.with(waited, origin);
+    abort_exc_ = pending_abort_;
     return true;
 }
 

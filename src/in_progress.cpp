@@ -139,8 +139,18 @@ void StateBase::deliver(const std::shared_ptr<StateBase>& self) {
 
 void StateBase::fail_claimed(std::exception_ptr e, const std::shared_ptr<StateBase>& self, bool aborted) {
     error_ = std::move(e);
-    if (aborted)
+    if (aborted) {
         aborted_ = true;
+        // The stored copy must not keep this operation (or the origin of its
+        // abort) alive through itself; reads strengthen it (strong_error).
+        try {
+            std::rethrow_exception(error_);
+        } catch (const InProgressAborted& a) {
+            error_ = a.stored_by(this);
+            weak_error_ = true;
+        } catch (...) {
+        }
+    }
     complete(Status::failed, self);
 }
 
@@ -221,24 +231,24 @@ Signal<void(const InProgressAborted&)>& StateBase::abort_signal() {
     return *abort_signal_;
 }
 
-void StateBase::abort(std::shared_ptr<StateBase> self, const InProgressAborted& exc) {
+bool StateBase::abort(std::shared_ptr<StateBase> self, const InProgressAborted& exc) {
+    // Finished: the abort came too late, which is normal, not an error
+    // (decision 22, as asio's cancel()).
     if (finished())
-        throw AlreadyFinished("abort(): the operation already finished; check finished() before "
-                              "aborting, or connect to it instead");
+        return false;
     // Already being aborted (a coroutine still unwinding, or an abort
-    // handler aborting again): the outcome is decided, a second abort is a
-    // no-op. (During the first abort the producer's hook is out of the
-    // state, so it would otherwise look unabortable.)
+    // handler aborting again): the outcome is decided, by the first abort.
+    // (During the first abort the producer's hook is out of the state, so
+    // it would otherwise look unabortable.)
     if (aborted_ && status() == Status::pending)
-        return;
+        return false;
     if (!abortable())
         throw NotAbortable("abort(): this operation cannot be aborted (it has no abort handler, or it "
                            "is a noabort() view); abort the operation it stands for instead");
-    // Claimed but not yet finished: its outcome is already decided (finished
-    // from another thread, or chained with finish(other)).
+    // Claimed but not yet finished (from another thread, or chained with
+    // finish(other)): its outcome is decided elsewhere.
     if (status() != Status::pending)
-        throw AlreadyFinished("abort(): the operation is already being finished (from another thread, "
-                              "or by finish(other)); connect to it instead");
+        return false;
     InProgressRef me(self);
     InProgressRef origin = exc.origin() ? exc.origin() : me;
     std::exception_ptr eptr = exc.with(me, origin);
@@ -265,16 +275,47 @@ void StateBase::abort(std::shared_ptr<StateBase> self, const InProgressAborted& 
             abort_hook_ = std::move(hook);
     }
     if (finishes_itself)
-        return;
+        return true;
     if (claim()) {
         fail_claimed(eptr, self, true);
-        return;
+        return true;
     }
     // Another thread finished it while the abort handlers ran: the abort
-    // lost the race, and the caller learns it as if it had come later.
+    // lost the race, as if it had come later.
     aborted_ = false;
-    throw AlreadyFinished("abort(): the operation was finished from another thread while it was being "
-                          "aborted; connect to it instead");
+    return false;
+}
+
+void StateBase::fail_from(StateBase& upstream, const std::shared_ptr<StateBase>& self) {
+    // Responsibility for the failure moves to this operation; a failure
+    // caused by abort() stays one (never reported), and, as in kaa, the
+    // abort travels on: this operation's exception callbacks run, then its
+    // abort signal (decision 28).
+    std::exception_ptr e = upstream.take_error();
+    if (!upstream.aborted()) {
+        fail_claimed(std::move(e), self);
+        return;
+    }
+    std::shared_ptr<StateBase> keep = self;  // the callbacks may drop the last handle
+    fail_claimed(e, self, true);
+    if (!abort_signal_ || abort_signal_->empty())
+        return;
+    try {
+        std::rethrow_exception(e);
+    } catch (const InProgressAborted& a) {
+        abort_signal_->emit(a);
+    } catch (...) {
+    }
+}
+
+std::exception_ptr StateBase::strong_error() const {
+    try {
+        std::rethrow_exception(error_);
+    } catch (const InProgressAborted& a) {
+        return a.strengthened();
+    } catch (...) {
+        return error_;
+    }
 }
 
 bool StateBase::wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) const {
@@ -338,23 +379,33 @@ std::exception_ptr InProgressRef::exception() const {
     }
 }
 
-void InProgressRef::abort() const { abort(InProgressAborted("InProgress aborted by abort()")); }
+bool InProgressRef::abort() const { return abort(InProgressAborted("InProgress aborted by abort()")); }
 
-void InProgressRef::abort(const InProgressAborted& exc) const {
+bool InProgressRef::abort(const InProgressAborted& exc) const {
     detail::StateBase& s = st();
     if (!detail::in_loop_context()) {
+        // Only the loop thread may run the abort handlers; the outcome is
+        // decided there. An operation that cannot be aborted is reported on
+        // the loop (the `exception` signal), not thrown here: this thread
+        // cannot ask abortable() (loop-confined) without racing.
+        if (s.finished())
+            return false;
         auto self = state_;
         auto copy = exc.with(exc.inprogress(), exc.origin());
         detail::post_to_loop([self, copy] {
             try {
                 std::rethrow_exception(copy);
             } catch (const InProgressAborted& e) {
-                self->abort(self, e);
+                try {
+                    self->abort(self, e);
+                } catch (...) {
+                    detail::report_unhandled(std::current_exception(), "abort() from another thread");
+                }
             }
         });
-        return;
+        return true;
     }
-    s.abort(state_, exc);
+    return s.abort(state_, exc);
 }
 
 Signal<void(const InProgressAborted&)>& InProgressRef::abort_signal() const { return st().abort_signal(); }
@@ -405,32 +456,47 @@ bool InProgressRef::wait_for(std::optional<Duration> timeout) const {
 InProgressAborted::InProgressAborted(std::string message) : message_(std::move(message)) {}
 
 InProgressAborted::InProgressAborted(std::string message, InProgressRef inprogress, InProgressRef origin)
-    : message_(std::move(message)), inprogress_(inprogress.state()), origin_(origin.state()) {}
+    : message_(std::move(message)), inprogress_{inprogress.state(), {}}, origin_{origin.state(), {}} {}
 
 InProgressAborted::InProgressAborted(const InProgressAborted&) = default;
 InProgressAborted& InProgressAborted::operator=(const InProgressAborted&) = default;
 InProgressAborted::~InProgressAborted() = default;
 
-InProgressRef InProgressAborted::inprogress() const { return InProgressRef(inprogress_.lock()); }
-InProgressRef InProgressAborted::origin() const { return InProgressRef(origin_.lock()); }
+InProgressRef InProgressAborted::inprogress() const { return InProgressRef(inprogress_.get()); }
+InProgressRef InProgressAborted::origin() const { return InProgressRef(origin_.get()); }
 
 std::exception_ptr InProgressAborted::with_inprogress(const InProgressRef& ip) const {
-    return with(ip, origin());
+    return copy_with(Ref{ip.state(), {}}, Ref{origin_.get(), {}});
 }
 
 std::exception_ptr InProgressAborted::with(const InProgressRef& ip, const InProgressRef& origin) const {
+    return copy_with(Ref{ip.state(), {}}, Ref{origin.state(), {}});
+}
+
+std::exception_ptr InProgressAborted::stored_by(const detail::StateBase* self) const {
+    // The origin is weak in every stored failure: it is the operation itself,
+    // or one upstream of it in the cascade, which (as a coroutine that waited
+    // on this one) holds it through its own failure's inprogress.
+    std::shared_ptr<detail::StateBase> ip = inprogress_.get();
+    Ref in = ip.get() == self ? Ref{nullptr, ip} : Ref{ip, {}};
+    return copy_with(std::move(in), Ref{nullptr, origin_.get()});
+}
+
+std::exception_ptr InProgressAborted::strengthened() const {
+    return copy_with(Ref{inprogress_.get(), {}}, Ref{origin_.get(), {}});
+}
+
+std::exception_ptr InProgressAborted::copy_with(Ref inprogress, Ref origin) const {
     InProgressAborted copy(*this);
-    copy.inprogress_ = ip.state();
-    copy.origin_ = origin.state();
+    copy.inprogress_ = std::move(inprogress);
+    copy.origin_ = std::move(origin);
     return std::make_exception_ptr(copy);
 }
 
-std::exception_ptr TimeoutError::with_inprogress(const InProgressRef& ip) const { return with(ip, origin()); }
-
-std::exception_ptr TimeoutError::with(const InProgressRef& ip, const InProgressRef& origin) const {
+std::exception_ptr TimeoutError::copy_with(Ref inprogress, Ref origin) const {
     TimeoutError copy(*this);
-    copy.inprogress_ = ip.state();
-    copy.origin_ = origin.state();
+    copy.inprogress_ = std::move(inprogress);
+    copy.origin_ = std::move(origin);
     return std::make_exception_ptr(copy);
 }
 

@@ -22,6 +22,16 @@ using namespace std::chrono_literals;
 
 class AbortCascade : public kaa::test::LoopTest {};
 
+bool holds_origin(const std::exception_ptr& e, const InProgressRef& origin) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const InProgressAborted& a) {
+        return a.origin() == origin;
+    } catch (...) {
+        return false;
+    }
+}
+
 struct Seen {
     bool aborted = false;
     InProgressRef inprogress;
@@ -41,7 +51,7 @@ TEST_F(AbortCascade, AbortRaisesAtTheSuspensionPointAndFailsTheInProgress) {
             throw;
         }
     });
-    ip.abort();  // does not throw: the caller asked for it (doc/coroutines.md)
+    EXPECT_TRUE(ip.abort());  // does not throw: the caller asked for it (doc/coroutines.md)
     EXPECT_TRUE(seen.aborted);
     EXPECT_TRUE(seen.inprogress == never);
     EXPECT_TRUE(seen.origin == ip);
@@ -51,7 +61,7 @@ TEST_F(AbortCascade, AbortRaisesAtTheSuspensionPointAndFailsTheInProgress) {
         ip.result();
         FAIL() << "result() must rethrow";
     } catch (const InProgressAborted& e) {
-        EXPECT_TRUE(e.inprogress() == ip);
+        EXPECT_TRUE(e.inprogress() == never) << "the failure names what the coroutine waited on, as inside";
         EXPECT_TRUE(e.origin() == ip);
     }
     (void)cleaned_up;
@@ -241,6 +251,12 @@ TEST_F(AbortCascade, AbortWhileTimeSlicingNamesNothing) {
     EXPECT_TRUE(seen.aborted);
     EXPECT_FALSE(seen.inprogress.valid());
     EXPECT_TRUE(seen.origin == ip);
+    try {
+        ip.result();
+    } catch (const InProgressAborted& e) {
+        EXPECT_FALSE(e.inprogress().valid()) << "the failure, too, names nothing";
+        EXPECT_TRUE(e.origin() == ip);
+    }
     // The time slice that was queued must not resume the finished coroutine.
     loop.step(kaa::Duration::zero());
     EXPECT_TRUE(ip.failed());
@@ -284,9 +300,81 @@ TEST_F(AbortCascade, CaughtAbortWithValueStillFails) {
     EXPECT_THROW(ip.result(), InProgressAborted);
 }
 
-TEST_F(AbortCascade, AbortFinishedIsAnError) {
+TEST_F(AbortCascade, AbortOnAFinishedCoroutineReturnsFalse) {
     auto ip = kaa::coroutine([] { return 1; });
-    EXPECT_THROW(ip.abort(), kaa::AlreadyFinished);
+    bool aborted = true;
+    EXPECT_NO_THROW(aborted = ip.abort());
+    EXPECT_FALSE(aborted);
+    EXPECT_EQ(ip.result(), 1);
+    // Aborted while it still unwinds (a second abort from its own cleanup).
+    InProgress<void> never;
+    InProgress<void> self_ip(nullptr);
+    bool second = true;
+    self_ip = kaa::coroutine([&] {
+        try {
+            await(never);
+        } catch (const InProgressAborted&) {
+            second = self_ip.abort();
+            throw;
+        }
+    });
+    EXPECT_TRUE(self_ip.abort());
+    EXPECT_FALSE(second);
+}
+
+TEST_F(AbortCascade, InprogressAndOriginAreTheSameInsideInCallbacksAndInTheFailure) {
+    Seen inside, in_callback, in_failure;
+    InProgress<void> d(nullptr);
+    auto ip = kaa::coroutine([&] {
+        d = kaa::delay(1h);
+        try {
+            await(d);
+        } catch (const InProgressAborted& e) {
+            inside = {true, e.inprogress(), e.origin(), e.message()};
+            throw;
+        }
+    });
+    std::weak_ptr<kaa::detail::StateBase> delay_state = d.state();
+    ip.connect_exception([&](std::exception_ptr e) {
+        try {
+            std::rethrow_exception(e);
+        } catch (const InProgressAborted& a) {
+            in_callback = {true, a.inprogress(), a.origin(), a.message()};
+        }
+    });
+    ip.abort();
+    d = InProgress<void>(nullptr);
+    ASSERT_FALSE(delay_state.expired()) << "the aborted coroutine's failure holds what it waited on";
+    try {
+        ip.result();
+    } catch (const InProgressAborted& e) {
+        in_failure = {true, e.inprogress(), e.origin(), e.message()};
+    }
+    for (const Seen* s : {&inside, &in_callback, &in_failure}) {
+        EXPECT_TRUE(s->aborted);
+        EXPECT_TRUE(s->inprogress.valid());
+        EXPECT_TRUE(s->inprogress.state() == delay_state.lock());
+        EXPECT_TRUE(s->origin == ip);
+    }
+}
+
+TEST_F(AbortCascade, AnAbortedCascadeFormsNoReferenceCycle) {
+    std::weak_ptr<kaa::detail::StateBase> coro_state, delay_state;
+    {
+        InProgress<void> d(nullptr);
+        auto ip = kaa::coroutine([&] {
+            d = kaa::delay(1h);
+            await(d);
+        });
+        coro_state = ip.state();
+        delay_state = d.state();
+        ip.abort();
+        ASSERT_TRUE(d.failed());
+        EXPECT_TRUE(holds_origin(d.exception(), ip));
+        (void)ip.exception();
+    }
+    EXPECT_TRUE(coro_state.expired()) << "the coroutine's failure does not keep it alive";
+    EXPECT_TRUE(delay_state.expired()) << "the delay's failure (origin: the coroutine) forms no cycle";
 }
 
 TEST_F(AbortCascade, SelfAbortTakesEffectAtTheNextSuspension) {

@@ -544,19 +544,117 @@ TEST_F(InProgressTest, SetAbortableExplicitly) {
     no.finish(0);
 }
 
-TEST_F(InProgressTest, AbortFinishedThrowsAlreadyFinished) {
+TEST_F(InProgressTest, AbortOnFinishedWorkIsHarmlessAndReturnsFalse) {
     InProgress<int> ip;
     ip.abort_signal().connect([](const InProgressAborted&) {});
     ip.finish(1);
-    EXPECT_THROW(ip.abort(), kaa::AlreadyFinished);
+    bool aborted = true;
+    EXPECT_NO_THROW(aborted = ip.abort());
+    EXPECT_FALSE(aborted);
     EXPECT_EQ(ip.result(), 1);
+    EXPECT_FALSE(kaa::make_failed<int>(boom("failed-first")).abort()) << "a failed operation too";
+    EXPECT_EQ(reports.take().size(), 1u);  // the unobserved "failed-first"
 }
 
-TEST_F(InProgressTest, AbortTwiceThrowsAlreadyFinished) {
+TEST_F(InProgressTest, AbortReturnsTrueOnlyForTheCallThatAborted) {
     InProgress<int> ip;
     ip.set_abortable(true);
-    ip.abort();
-    EXPECT_THROW(ip.abort(), kaa::AlreadyFinished);
+    EXPECT_TRUE(ip.abort());
+    EXPECT_FALSE(ip.abort());
+    // An abort handler aborting again during the abort: decided already.
+    InProgress<int> again;
+    bool inner = true;
+    again.abort_signal().connect([&](const InProgressAborted&) { inner = again.abort(); });
+    EXPECT_TRUE(again.abort());
+    EXPECT_FALSE(inner);
+}
+
+TEST_F(InProgressTest, AbortOfAChainedOperationReturnsFalse) {
+    // Claimed by finish(other): its outcome is decided upstream.
+    InProgress<int> up, down;
+    down.set_abortable(true);
+    down.finish(up);
+    EXPECT_FALSE(down.abort());
+    up.finish(2);
+    EXPECT_EQ(down.result(), 2);
+}
+
+TEST_F(InProgressTest, FinishReturnsTheInProgress) {
+    InProgress<int> ip = InProgress<int>().finish(7);
+    EXPECT_EQ(ip.result(), 7);
+    InProgress<int> up;
+    InProgress<int> down;
+    EXPECT_TRUE(&down.finish(up) == &down);
+    up.finish(3);
+    EXPECT_EQ(down.result(), 3);
+    EXPECT_TRUE(InProgress<void>().finish().finished());
+}
+
+TEST_F(InProgressTest, AbortTravelsDownAChainExceptionCallbacksThenAbortSignal) {
+    InProgress<int> a, b;
+    a.set_abortable(true);
+    b.finish(a);
+    std::vector<std::string> order;
+    InProgressRef seen_ip, seen_origin;
+    b.connect_exception([&](std::exception_ptr e) {
+        order.push_back(holds<InProgressAborted>(e) ? "b-exception:aborted" : "b-exception:other");
+    });
+    b.abort_signal().connect([&](const InProgressAborted& e) {
+        order.push_back("b-abort-signal");
+        seen_ip = e.inprogress();
+        seen_origin = e.origin();
+    });
+    EXPECT_TRUE(a.abort());
+    EXPECT_EQ(order, (std::vector<std::string>{"b-exception:aborted", "b-abort-signal"}));
+    EXPECT_TRUE(seen_ip == a);
+    EXPECT_TRUE(seen_origin == a);
+    try {
+        (void)b.result();
+        FAIL();
+    } catch (const InProgressAborted& e) {
+        EXPECT_TRUE(e.inprogress() == a) << "the downstream fails naming the aborted upstream";
+        EXPECT_TRUE(e.origin() == a);
+    }
+    EXPECT_TRUE(reports.empty()) << reports.describe_all();
+}
+
+TEST_F(InProgressTest, AbortedFailureNamesItselfWithoutKeepingItselfAlive) {
+    std::weak_ptr<kaa::detail::StateBase> weak;
+    std::exception_ptr held;
+    {
+        InProgress<int> ip;
+        ip.set_abortable(true);
+        weak = ip.state();
+        ip.abort();
+        held = ip.exception();
+    }
+    ASSERT_FALSE(weak.expired()) << "the exception read from the failure holds the operation";
+    try {
+        std::rethrow_exception(held);
+    } catch (const InProgressAborted& e) {
+        EXPECT_TRUE(e.inprogress().valid());
+        EXPECT_TRUE(e.inprogress().state() == weak.lock());
+        EXPECT_TRUE(e.origin().state() == weak.lock());
+    }
+    held = nullptr;
+    EXPECT_TRUE(weak.expired()) << "the stored failure does not keep the operation alive (no cycle)";
+}
+
+TEST_F(InProgressTest, AbortFromAnotherThreadOfAnUnabortableOperationIsReportedOnTheLoop) {
+    InProgress<int> ip;
+    bool returned = false;
+    std::thread t([&] { returned = ip.abort(); });
+    t.join();
+    EXPECT_TRUE(returned) << "posted: the outcome is decided on the loop";
+    ASSERT_TRUE(step_until([&] { return !reports.empty(); }));
+    auto seen = reports.take();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_TRUE(holds<kaa::NotAbortable>(seen[0]));
+    EXPECT_FALSE(ip.finished());
+    ip.finish(0);
+    std::thread late([&] { returned = ip.abort(); });
+    late.join();
+    EXPECT_FALSE(returned) << "finished before the call: false, nothing posted";
 }
 
 TEST_F(InProgressTest, AbortFailsWithInProgressAbortedNamingIt) {
@@ -660,6 +758,16 @@ TEST_F(InProgressTest, AbortFromAnotherThreadIsPostedToTheLoop) {
     ASSERT_TRUE(step_until([&] { return ip.finished(); }));
     EXPECT_EQ(handler_thread, loop_thread);
     EXPECT_TRUE(holds<InProgressAborted>(ip.exception()));
+}
+
+TEST_F(InProgressTest, AbortHandlerCannotVetoTheAbort) {
+    // kaa's handlers could return False to veto; here a slot returns
+    // nothing, and even one that throws does not stop the abort.
+    InProgress<int> ip;
+    ip.abort_signal().connect([](const InProgressAborted&) { throw std::runtime_error("veto?"); });
+    EXPECT_TRUE(ip.abort());
+    EXPECT_TRUE(ip.failed());
+    EXPECT_EQ(reports.take().size(), 1u);
 }
 
 TEST_F(InProgressTest, ThrowingAbortHandlerIsReportedAndAbortCompletes) {

@@ -99,7 +99,7 @@ TEST_F(IOChannelTest, AWriteThatWentOutAtOnceIsANormalFinishedInProgress) {
         EXPECT_EQ(finished, 1);
         EXPECT_NO_THROW(w->result());
         EXPECT_EQ(w->exception(), nullptr);
-        EXPECT_THROW(w->abort(), AlreadyFinished);
+        EXPECT_FALSE(w->abort());
     }
     // Connecting to one did not leave anything behind for the next write.
     int later = 0;

@@ -520,7 +520,7 @@ TEST_F(TimerTest, AbortedDelayFailsWithInProgressAbortedAndNeverFinishes) {
     EXPECT_TRUE(kaa::test::holds<kaa::InProgressAborted>(failure));
     run_past(5ms);
     EXPECT_FALSE(ok_ran);
-    EXPECT_THROW(ip.abort(), kaa::AlreadyFinished);
+    EXPECT_FALSE(ip.abort()) << "a second abort is harmless";
 }
 
 TEST_F(TimerTest, DelayFinishedByHandIsNotFinishedAgain) {

@@ -34,8 +34,8 @@ public:
     using std::logic_error::logic_error;
 };
 
-/// finish()/fail() on an InProgress that is already finished, or abort() on a
-/// finished one.
+/// finish()/fail() on an InProgress that is already finished (abort() on a
+/// finished one is harmless: it returns false).
 class AlreadyFinished : public UsageError {
 public:
     using UsageError::UsageError;
@@ -130,11 +130,21 @@ public:
 /// Raised inside an operation that was aborted: inside a coroutine at its
 /// suspension point, and as the failure of the aborted InProgress.
 ///
-/// `inprogress()` is the operation that was being waited on (or aborted);
-/// `origin()` is the operation whose abort() started the cascade. Either may
-/// be empty (e.g. a coroutine aborted while time-slicing waited on nothing).
-/// The exception refers to them weakly: once nothing else holds an operation,
-/// the accessor returns an empty InProgressRef.
+/// `inprogress()` is the operation that was being waited on when the abort
+/// arrived (for a coroutine: what it awaited, empty on a time slice; for any
+/// other operation: itself); `origin()` is the operation whose abort() was
+/// called. The same values are seen inside the coroutine, by its exception
+/// callbacks and by anyone reading its failure (kaa, decision 23).
+///
+/// An exception object holds both operations: while you hold it (or the
+/// aborted operation), neither accessor comes back empty. The copy an
+/// operation keeps as its own failure refers to itself and to the origin
+/// weakly (so that no operation keeps itself alive through its failure, and
+/// a cascade forms no cycle); every read of the failure (result(),
+/// exception(), exception callbacks, await) hands out a copy with strong
+/// references again. Only an operation cascaded into by an abort whose
+/// origin was dropped before anybody read the failure reports an empty
+/// origin().
 ///
 /// A failure with InProgressAborted is never reported as unhandled (an abort
 /// is intentional); a TimeoutError is, like any other error.
@@ -157,16 +167,30 @@ public:
 
     /// A copy of this exception (same dynamic type) that names another
     /// `inprogress`, keeping the origin; used when an abort travels on.
-    virtual std::exception_ptr with_inprogress(const InProgressRef& ip) const;
+    std::exception_ptr with_inprogress(const InProgressRef& ip) const;
     /// A copy of this exception (same dynamic type) with both fields set.
-    virtual std::exception_ptr with(const InProgressRef& ip, const InProgressRef& origin) const;
+    std::exception_ptr with(const InProgressRef& ip, const InProgressRef& origin) const;
+
+    /// Library plumbing: the copy that `self` stores as its own failure
+    /// (origin, and inprogress when it is `self`, held weakly).
+    std::exception_ptr stored_by(const detail::StateBase* self) const;
+    /// Library plumbing: a copy with strong references (see stored_by).
+    std::exception_ptr strengthened() const;
 
 protected:
-    // Weak: an aborted operation stores this exception as its failure, and a
-    // strong reference back to itself would keep it alive forever.
+    /// One field: strong in exceptions in flight, weak in a stored failure.
+    struct Ref {
+        std::shared_ptr<detail::StateBase> strong;
+        std::weak_ptr<detail::StateBase> weak;
+        std::shared_ptr<detail::StateBase> get() const { return strong ? strong : weak.lock(); }
+    };
+    /// A copy of the same dynamic type with these fields; a subclass that
+    /// adds data overrides it.
+    virtual std::exception_ptr copy_with(Ref inprogress, Ref origin) const;
+
     std::string message_;
-    std::weak_ptr<detail::StateBase> inprogress_;
-    std::weak_ptr<detail::StateBase> origin_;
+    Ref inprogress_;
+    Ref origin_;
 };
 
 /// An InProgress.timeout() ran out. It is an InProgressAborted, as in kaa,
@@ -174,8 +198,9 @@ protected:
 class TimeoutError : public InProgressAborted {
 public:
     using InProgressAborted::InProgressAborted;
-    std::exception_ptr with_inprogress(const InProgressRef& ip) const override;
-    std::exception_ptr with(const InProgressRef& ip, const InProgressRef& origin) const override;
+
+protected:
+    std::exception_ptr copy_with(Ref inprogress, Ref origin) const override;
 };
 
 /// An I/O operation (IOChannel, Socket, Listener, IOMonitor) failed. code()

@@ -20,7 +20,8 @@
 //    Failures caused by abort() are never reported: the aborter knows.
 //  * abort() runs the operation's abort handlers (which stop the work), then
 //    fails it with InProgressAborted. Result callbacks of an aborted operation
-//    never run; exception callbacks do.
+//    never run; exception callbacks do. abort() on finished work is harmless
+//    and returns false; it returns true when this call aborted it.
 #pragma once
 
 #include <atomic>
@@ -101,9 +102,13 @@ public:
     std::size_t listener_count() const noexcept { return listeners_; }
 
     const std::exception_ptr& error() const noexcept { return error_; }
-    /// Reads the error and marks it observed.
-    std::exception_ptr take_error() noexcept {
+    /// Reads the error and marks it observed. The failure of an abort is
+    /// stored with weak references (no cycle); a read hands out a copy with
+    /// strong ones (see InProgressAborted).
+    std::exception_ptr take_error() {
         observed_.store(true, std::memory_order_relaxed);
+        if (weak_error_) [[unlikely]]
+            return strong_error();
         return error_;
     }
     void mark_observed() noexcept { observed_.store(true, std::memory_order_relaxed); }
@@ -116,7 +121,10 @@ public:
     void clear_abort_hook() noexcept { abort_hook_.reset(); }
     Signal<void(const InProgressAborted&)>& abort_signal();
     /// The abort algorithm (loop thread). See InProgressRef::abort.
-    void abort(std::shared_ptr<StateBase> self, const InProgressAborted& exc);
+    bool abort(std::shared_ptr<StateBase> self, const InProgressAborted& exc);
+    /// Claimed by a finish(other) chain: fails like `upstream`, which failed;
+    /// an abort travels on (exception callbacks, then the abort signal).
+    void fail_from(StateBase& upstream, const std::shared_ptr<StateBase>& self);
 
     /// The coroutine or threaded job producing this operation, if any
     /// (library plumbing).
@@ -153,6 +161,7 @@ protected:
     void set_error(std::exception_ptr e) noexcept { error_ = std::move(e); }
 
 private:
+    std::exception_ptr strong_error() const;
     /// After the status became final: wakes blocking waiters, drops the
     /// abort hook, runs the callbacks.
     void deliver(const std::shared_ptr<StateBase>& self);
@@ -169,6 +178,7 @@ private:
     mutable std::atomic<std::uint32_t> blocking_waiters_{0};
     Abortable abortable_ = Abortable::automatic;
     bool aborted_ = false;
+    bool weak_error_ = false;  // error_ is an abort's stored form (see take_error)
     std::uint8_t finisher_refs_ = 0;  // see FinisherRef
     std::uint32_t next_id_ = 0;
     std::uint32_t listeners_ = 0;
@@ -275,14 +285,21 @@ public:
     bool abortable() const { return st().abortable(); }
     void set_abortable(bool yes) const { st().set_abortable(yes); }
 
-    /// Aborts the operation: its abort handlers stop the work, then it fails
-    /// with InProgressAborted (inprogress = this, origin = this unless `exc`
-    /// names one). A coroutine is unwound from its suspension point first.
-    /// From another thread the abort is posted to the loop.
-    /// @throws AlreadyFinished if it already finished; NotAbortable if it
-    /// cannot be aborted.
-    void abort() const;
-    void abort(const InProgressAborted& exc) const;
+    /// Aborts the operation: its abort signal runs, its abort handler stops
+    /// the work, then it fails with InProgressAborted (inprogress = this, or
+    /// for a coroutine what it waited on; origin = this unless `exc` names
+    /// one) and its exception callbacks run. A coroutine is unwound from its
+    /// suspension point first. Aborting finished work is harmless, as in asio
+    /// and std::stop_source (decision 22).
+    /// @returns true when this call aborted it; false when it had already
+    /// finished (or its outcome was decided: claimed, being aborted, or
+    /// finished from another thread during the abort). From another thread
+    /// the abort is posted to the loop and the result is true unless it had
+    /// already finished; the outcome is decided on the loop.
+    /// @throws NotAbortable if it cannot be aborted (on the loop thread; from
+    /// another thread it is reported to the loop's `exception` signal).
+    bool abort() const;
+    bool abort(const InProgressAborted& exc) const;
 
     /// Emitted on abort(), before the operation fails. Connecting makes the
     /// operation abortable (as in kaa).
@@ -353,11 +370,12 @@ public:
     /// Adopts a state (library plumbing).
     explicit InProgress(std::shared_ptr<StateT> s) noexcept : InProgressRef(std::move(s)) {}
 
-    /// Finishes with a value; callbacks run (on the loop thread).
+    /// Finishes with a value; callbacks run (on the loop thread). Returns
+    /// this InProgress, as kaa: `InProgress<int>().finish(7)`.
     /// @throws AlreadyFinished if it already finished (or was claimed).
     template <class... A>
         requires(std::is_void_v<T> ? sizeof...(A) == 0 : std::is_constructible_v<T, A...>)
-    void finish(A&&... a) const {
+    const InProgress& finish(A&&... a) const {
         StateT& s = typed();
         const detail::LoopContext where = detail::loop_context();
         if (where == detail::LoopContext::loop_thread) {
@@ -393,12 +411,16 @@ public:
                 });
             }
         }
+        return *this;
     }
 
-    /// Finishes with the outcome of `other` when it finishes (chaining).
+    /// Finishes with the outcome of `other` when it finishes (chaining);
+    /// returns this InProgress. If `other` is aborted, this one fails with
+    /// its InProgressAborted (inprogress() = `other`): its exception
+    /// callbacks run, then its abort signal (kaa's order for a chain).
     /// @throws AlreadyFinished if this already finished; UsageError if
     /// `other` is this operation.
-    void finish(const InProgress<T>& other) const;
+    const InProgress& finish(const InProgress<T>& other) const;
 
     /// Fails with `e`. @throws AlreadyFinished if it already finished.
     void fail(std::exception_ptr e) const {
@@ -550,7 +572,7 @@ private:
 };
 
 template <class T>
-void InProgress<T>::finish(const InProgress<T>& other) const {
+const InProgress<T>& InProgress<T>::finish(const InProgress<T>& other) const {
     StateT& s = typed();
     if (other.state_ == state_)
         throw UsageError("InProgress::finish(other): an operation cannot finish with itself");
@@ -567,9 +589,7 @@ void InProgress<T>::finish(const InProgress<T>& other) const {
                 self->set_value(static_cast<StateT&>(o).value());
             self->complete(detail::Status::succeeded, base);
         } else {
-            // Responsibility for the failure moves to this operation; a
-            // failure caused by abort() stays one (never reported).
-            self->fail_claimed(o.take_error(), base, o.aborted());
+            self->fail_from(o, base);
         }
     };
     if (detail::in_loop_context())
@@ -579,6 +599,7 @@ void InProgress<T>::finish(const InProgress<T>& other) const {
             g.take();
             o->add_callback(std::move(relay));
         });
+    return *this;
 }
 
 template <class T>

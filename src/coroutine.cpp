@@ -126,6 +126,7 @@ public:
 
     void yield() {
         std::uint32_t token = token_;
+        slice_pending_ = true;
         if (interval_ > Duration::zero())
             schedule_timer(interval_, token);
         else
@@ -179,17 +180,36 @@ public:
         if (token != token_ || ended_ || running_)
             return;
         ++token_;
-        if (interval_ > Duration::zero())
+        if (interval_ > Duration::zero()) {
+            slice_pending_ = true;
             schedule_timer(interval_, token_);
-        else
+        } else {
             resume();
+        }
     }
 
     void resume_if(std::uint32_t token) {
         if (token != token_ || ended_ || running_)
             return;
         ++token_;
+        slice_pending_ = false;
         resume();
+    }
+
+    /// A new interval applies to the slice already scheduled too (kaa's
+    /// interval setter restarts the step timer): it is rescheduled from now.
+    void set_interval(Duration d) {
+        interval_ = d;
+        if (!slice_pending_ || ended_ || running_ || aborted_)
+            return;
+        std::uint32_t token = ++token_;  // voids the one scheduled before
+        if (d > Duration::zero()) {
+            schedule_timer(d, token);
+        } else {
+            if (timer_)
+                timer_->cancel();
+            MainLoop::current().post(TimeSlice(this, token));
+        }
     }
 
     void schedule_timer(Duration d, std::uint32_t token) {
@@ -245,7 +265,6 @@ public:
         return name_.empty() ? unnamed : name_;
     }
     Duration interval() const noexcept { return interval_; }
-    void set_interval(Duration d) noexcept { interval_ = d; }
     Progress* progress = nullptr;
 
 private:
@@ -256,6 +275,7 @@ private:
     std::string name_;  // empty: "coroutine" (see name())
     Duration interval_;
     bool ended_ = false;
+    bool slice_pending_ = false;  // a TimeSlice or the timer will resume it
     bool zombie_ = false;      // ended, kept for the TimeSlice tasks that pin it
     std::uint32_t pins_ = 0;   // TimeSlice tasks queued for it
     RunningStackInfo stack_info_;
@@ -341,18 +361,31 @@ void CoroutineGroup::run_or_queue(InProgressRef ip, detail::UniqueFunction<void(
             busy_ = false;
             throw;
         }
+        current_ = ip.state().get();
         release_when_done(ip);
         return;
     }
     // Queued: abortable, and an abort just removes it (the queue skips
     // finished entries, so the others stay serialized).
     ip.state()->set_abort_hook([](const InProgressAborted&, std::exception_ptr) { return false; });
+    // Connected now, before any callback the caller connects to this call:
+    // its successor starts first (kaa, decision 33).
+    release_when_done(ip);
     queue_.emplace_back(std::move(ip), std::move(start));
 }
 
 void CoroutineGroup::release_when_done(const InProgressRef& ip) {
     // A call that ends inside start() releases at once, inside this call.
-    ip.state()->add_callback([self = shared_from_this()](detail::StateBase&) { self->release(); }, false);
+    // Only the running call releases: a queued one that is aborted is just
+    // skipped by release().
+    ip.state()->add_callback(
+        [self = shared_from_this(), st = ip.state().get()](detail::StateBase&) {
+            if (self->current_ == st) {
+                self->current_ = nullptr;
+                self->release();
+            }
+        },
+        false);
 }
 
 void CoroutineGroup::release() {
@@ -373,12 +406,14 @@ void CoroutineGroup::release() {
             if (ip.finished())
                 continue;
             busy_ = true;
+            current_ = ip.state().get();  // its callback (connected when queued) releases
             try {
                 start();
             } catch (...) {
                 // The queued call could not start: its InProgress fails with
                 // the reason, and the next one gets its turn.
                 busy_ = false;
+                current_ = nullptr;
                 const auto& s = ip.state();
                 if (s->claim())
                     s->fail_claimed(std::current_exception(), s);
@@ -386,7 +421,6 @@ void CoroutineGroup::release() {
                     break;  // its callbacks made a new call, which runs now
                 continue;
             }
-            release_when_done(ip);
             break;
         }
     } while (release_again_);

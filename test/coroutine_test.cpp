@@ -133,11 +133,27 @@ TEST_F(Coroutine, IntervalDelaysTimeSlices) {
         loop.step(kaa::Duration::zero());
     EXPECT_EQ(slices, 1);
     ip.set_interval(1ms);
-    // The pending 1 h timer was armed before; the next slice uses the new
-    // interval, so abort instead and check the interval took.
+    // The pending 1 h slice moves to the new interval (kaa, decision 34).
     EXPECT_EQ(ip.interval(), kaa::Duration(1ms));
-    ip.abort();
-    EXPECT_TRUE(ip.failed());
+    ASSERT_TRUE(step_until([&] { return ip.finished(); }));
+    EXPECT_EQ(slices, 2);
+}
+
+TEST_F(Coroutine, SetIntervalMovesTheSliceAlreadyScheduled) {
+    int slices = 0;
+    auto ip = kaa::coroutine([&] {
+        ++slices;
+        yield();  // scheduled for the next iteration (interval 0)
+        ++slices;
+    });
+    ip.set_interval(1h);  // the scheduled slice now waits 1 h
+    for (int i = 0; i < 5; ++i)
+        loop.step(kaa::Duration::zero());
+    EXPECT_EQ(slices, 1);
+    ip.set_interval(kaa::Duration::zero());  // and now the next iteration again
+    loop.step(kaa::Duration::zero());
+    EXPECT_EQ(slices, 2);
+    EXPECT_TRUE(ip.finished());
 }
 
 TEST_F(Coroutine, IntervalResumesAfterTimer) {
@@ -178,7 +194,9 @@ TEST_F(Coroutine, ExceptionsThroughThreeNestedCoroutines) {
 }
 
 TEST_F(Coroutine, ExceptionBeforeFirstSuspensionFailsTheInProgress) {
-    auto ip = kaa::coroutine([]() -> int { throw std::logic_error("early"); });
+    // Not thrown from the call (kaa raised it to the caller; decision 37).
+    InProgress<int> ip(nullptr);
+    EXPECT_NO_THROW(ip = kaa::coroutine([]() -> int { throw std::logic_error("early"); }));
     ASSERT_TRUE(ip.failed());
     EXPECT_THROW(ip.result(), std::logic_error);
 }
@@ -334,6 +352,33 @@ TEST_F(Coroutine, SynchronizedCallsRunOneAfterAnother) {
     gates[0].finish();
     EXPECT_EQ(log, (std::vector<std::string>{"in0", "out0", "in1", "out1", "in2", "out2"}));
     EXPECT_EQ(c.result(), 2);
+}
+
+TEST_F(Coroutine, SynchronizedSuccessorStartsBeforeCallbacksConnectedLaterToItsPredecessor) {
+    std::vector<std::string> log;
+    std::vector<InProgress<void>> gates(3);
+    kaa::Coroutine<int(int)> def({.policy = kaa::Policy::synchronized}, [&](int i) {
+        log.push_back("in" + std::to_string(i));
+        await(gates[static_cast<std::size_t>(i)]);
+        if (i == 0)
+            throw std::runtime_error("a failed predecessor still releases");
+        return i;
+    });
+    auto a = def(0);
+    a.connect_exception([&](std::exception_ptr) { log.push_back("user-a"); });
+    auto b = def(1);  // queued
+    b.connect([&](int) { log.push_back("user-b"); });
+    auto c = def(2);  // queued
+    c.connect([&](int) { log.push_back("user-c"); });
+    gates[0].finish();
+    // b starts before a's user callback (as kaa), even though a failed.
+    EXPECT_EQ(log, (std::vector<std::string>{"in0", "in1", "user-a"}));
+    gates[1].finish();
+    // c before b's, though b's was connected while b was still queued.
+    EXPECT_EQ(log, (std::vector<std::string>{"in0", "in1", "user-a", "in2", "user-b"}));
+    gates[2].finish();
+    EXPECT_EQ(log.back(), "user-c");
+    EXPECT_TRUE(a.failed());
 }
 
 TEST_F(Coroutine, AbortingAQueuedSynchronizedCallKeepsTheOthersSerialized) {

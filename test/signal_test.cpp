@@ -343,6 +343,42 @@ TEST_F(SignalTest, EmitDeferredThrowingSlotIsReported) {
     EXPECT_EQ(reports.take().size(), 1u);
 }
 
+TEST_F(SignalTest, EmitDeferredIntoAnEmptySignalIsDeliveredInsideTheNextConnect) {
+    Signal<void(int)> sig;
+    sig.emit_deferred(1);
+    sig.emit_deferred(2);
+    step_n(3);  // nothing connected: held, not lost
+    std::vector<std::string> got;
+    auto early = sig.connect([&](int v) { got.push_back("first:" + std::to_string(v)); });
+    // Delivered inside that connect(), in order.
+    EXPECT_EQ(got, (std::vector<std::string>{"first:1", "first:2"}));
+    sig.connect([&](int v) { got.push_back("second:" + std::to_string(v)); });
+    EXPECT_EQ(got.size(), 2u) << "delivered once: a later connect gets nothing";
+}
+
+TEST_F(SignalTest, ThereIsNoLimitOnConnections) {
+    // kaa.base refused more than 1000 connections per signal.
+    Signal<void()> sig;
+    int calls = 0;
+    std::vector<Connection> conns;
+    for (int i = 0; i < 5000; ++i)
+        conns.push_back(sig.connect([&] { ++calls; }));
+    sig.emit();
+    EXPECT_EQ(calls, 5000);
+    EXPECT_EQ(sig.count(), 5000u);
+}
+
+TEST_F(SignalTest, ASlotDisconnectedByAnEarlierSlotIsNotCalledInThatEmission) {
+    // Boost.Signals2, Qt and GLib agree; kaa.base still called it.
+    Signal<void()> sig;
+    Connection second;
+    bool second_ran = false;
+    sig.connect([&] { second.disconnect(); });
+    second = sig.connect([&] { second_ran = true; });
+    sig.emit();
+    EXPECT_FALSE(second_ran);
+}
+
 TEST_F(SignalTest, EmitDeferredAfterTheSignalIsGoneEmitsNothing) {
     // The typical slot captures the object that owned the signal: once the
     // signal is destroyed, a pending deferred emission must not reach it.

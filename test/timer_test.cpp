@@ -15,6 +15,8 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -334,6 +336,17 @@ TEST_F(TimerTest, OneShotRestartsFromInsideItsCallback) {
     EXPECT_FALSE(t.active());
     run_past(5ms);
     EXPECT_EQ(calls, 3);
+}
+
+TEST_F(TimerTest, StartReturnsNothing) {
+    // kaa's Timer.start() returned an InProgress; RAII handles say whether a
+    // timer runs (active()), and call_later() returns its own handle.
+    static_assert(std::is_void_v<decltype(std::declval<kaa::Timer&>().start(1ms))>);
+    static_assert(std::is_void_v<decltype(std::declval<kaa::OneShotTimer&>().start(1ms))>);
+    kaa::OneShotTimer t([] {});
+    t.start(1h);
+    EXPECT_TRUE(t.active());
+    t.stop();
 }
 
 // ---------------------------------------------------------------------------

@@ -110,7 +110,8 @@ public:
     /// and unwound).
     bool active() const { return detail::coroutine_active(this->st()); }
     Duration interval() const { return detail::coroutine_interval(this->st()); }
-    /// Changes the pause between time slices from now on.
+    /// Changes the pause between time slices, including the slice already
+    /// scheduled, which is rescheduled `d` from now (as kaa).
     void set_interval(Duration d) const { detail::set_coroutine_interval(this->st(), d); }
 };
 
@@ -198,6 +199,7 @@ private:
     std::vector<InProgressRef> unfinished_;
     std::size_t swept_size_ = 0;
     bool busy_ = false;
+    const detail::StateBase* current_ = nullptr;  // the running call
     bool releasing_ = false;
     bool release_again_ = false;
     std::deque<std::pair<InProgressRef, detail::UniqueFunction<void()>>> queue_;

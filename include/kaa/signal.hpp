@@ -17,7 +17,9 @@
 //  * A weak slot never runs once its object is gone: Signals2 holds the object
 //    alive for the duration of each call.
 //  * emit_deferred() delivers on the loop thread on a later iteration, from
-//    any thread.
+//    any thread; into a signal with no slot then, it is held, and delivered
+//    inside the next connect() to every slot connected at that moment (as
+//    kaa): nothing emitted with deferral is lost.
 //  * Signals are thread-safe in the Signals2 sense (connect/disconnect/emit
 //    from several threads), but slots run where emit() is called.
 #pragma once
@@ -25,9 +27,11 @@
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <boost/signals2/signal.hpp>
 
@@ -118,9 +122,24 @@ class Signal<void(Args...)> {
         // Set by the first connect: emitting a signal that never had a slot
         // (the loop's `step`, most abort signals) skips Signals2's mutex.
         std::atomic<bool> ever_connected{false};
+        // Deferred emissions that found no slot, for the next connect().
+        std::atomic<bool> has_held{false};
+        std::mutex held_mutex;
+        std::vector<std::tuple<std::decay_t<Args>...>> held;
         void notify(SignalChange change) override {
             if (changed)
                 changed->emit(change);
+        }
+        /// Emits the held emissions, in order, to the slots connected now.
+        void flush_held() {
+            std::vector<std::tuple<std::decay_t<Args>...>> now;
+            {
+                std::lock_guard lock(held_mutex);
+                now.swap(held);
+                has_held.store(false, std::memory_order_relaxed);
+            }
+            for (auto& a : now)
+                std::apply([&](auto&... v) { sig(v...); }, a);
         }
     };
 
@@ -203,14 +222,30 @@ public:
     void operator()(Args... args) const { emit(std::forward<Args>(args)...); }
 
     /// Emits from the loop on a later iteration (safe from any thread); the
-    /// arguments are copied. Nothing is emitted if the Signal is destroyed
-    /// meanwhile.
+    /// arguments are copied. If no slot is connected then, the emission is
+    /// held and delivered inside the next connect(), in order, to every slot
+    /// connected at that moment (kaa's emit_deferred: nothing is lost).
+    /// Nothing is emitted if the Signal is destroyed meanwhile.
     void emit_deferred(Args... args) const {
         // Weak: the slots of a destroyed signal often capture its owner.
         detail::post_to_loop([weak = std::weak_ptr<Core>(core_),
                               a = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)]() mutable {
-            if (auto core = weak.lock())
+            auto core = weak.lock();
+            if (!core)
+                return;
+            if (!core->sig.empty() && !core->has_held.load(std::memory_order_acquire)) {
                 std::apply([&](auto&... v) { core->sig(v...); }, a);
+                return;
+            }
+            {
+                std::lock_guard lock(core->held_mutex);
+                core->held.push_back(std::move(a));
+                core->has_held.store(true, std::memory_order_release);
+            }
+            // A slot connected (on another thread) while this was held may
+            // have looked before the flag was up: deliver now, in order.
+            if (!core->sig.empty())
+                core->flush_held();
         });
     }
 
@@ -274,7 +309,10 @@ private:
 
     Connection added(boost::signals2::connection c) {
         core_->notify(SignalChange::connected);
-        return Connection(std::move(c), core_);
+        Connection conn(std::move(c), core_);
+        if (core_->has_held.load(std::memory_order_acquire)) [[unlikely]]
+            core_->flush_held();
+        return conn;
     }
 
     std::shared_ptr<Core> core_;

@@ -421,7 +421,7 @@ kaa::InProgressRef waiting_for_several() {
                         kaa::delay(150ms));
     all.progress()->changed().connect([drawn = std::int64_t(-1)](const kaa::Progress& p) mutable {
         if (p.pos() != drawn)
-            say("all():", p.bar(20), p.pos(), "of", p.max());
+            say("all():", p.bar(20), static_cast<int>(p.percentage()), "%");
         drawn = p.pos();
     });
     all.connect([](const std::tuple<int, int, std::monostate>& results) {

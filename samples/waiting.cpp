@@ -113,10 +113,11 @@ void every_one_of() {
     user.start(200ms);
 
     auto everything = kaa::all(cover, checksum, confirmed.next());
-    // The sum of the members' positions over the sum of their maxima; the
-    // signal has no Progress: it counts 0 of 1 until it fires.
+    // Each member weighs the same (a third here) and adds its percentage;
+    // the signal has no Progress: it adds nothing until it fires. The bar
+    // never moves back.
     everything.progress()->changed().connect([last = std::string()](const kaa::Progress& p) mutable {
-        std::string line = p.bar(22) + " " + std::to_string(p.pos()) + "/" + std::to_string(p.max());
+        std::string line = p.bar(22) + " " + std::to_string(static_cast<int>(p.percentage())) + " %";
         if (line != last)
             say(line);
         last = line;

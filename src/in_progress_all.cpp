@@ -93,17 +93,21 @@ protected:
         auto& p = target_->progress;
         if (!p)
             return;
-        std::int64_t pos = 0, max = 0;
+        // Each member weighs the same, 100 units of a fixed total: a member
+        // that reports its own total late (or raises it) cannot make the
+        // combined bar jump back, as summing positions and maxima did
+        // ("1 of 4", then "2 of 9"). And it never moves back at all: a
+        // member's own fraction may shrink, the combined position does not.
+        std::int64_t pos = 0;
         for (auto& m : members_) {
-            if (auto mp = m.state()->progress) {
-                pos += m.finished() ? std::max(mp->max(), mp->pos()) : mp->pos();
-                max += std::max(mp->max(), mp->pos());
-            } else {
-                pos += m.finished() ? 1 : 0;
-                max += 1;
+            if (m.finished()) {
+                pos += 100;
+            } else if (auto mp = m.state()->progress; mp && mp->max() > 0) {
+                pos += std::min<std::int64_t>(100, mp->pos() * 100 / mp->max());
             }
         }
-        p->set(pos, max);
+        const auto max = static_cast<std::int64_t>(members_.size()) * 100;
+        p->set(std::max(pos, p->pos()), max);
     }
 
 private:

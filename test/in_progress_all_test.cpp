@@ -156,20 +156,51 @@ TEST_F(Toolkit, AllAggregatesProgress) {
         p.set(2);
         await(step.noabort());
     });
-    InProgress<void> plain;  // no Progress: counts 0/1, then 1/1
+    InProgress<void> plain;  // no Progress: counts 0, then 100 when finished
     auto all = kaa::all(a, plain);
     auto progress = all.progress();
     ASSERT_TRUE(progress);
-    EXPECT_EQ(progress->max(), 5);
+    EXPECT_EQ(progress->max(), 200) << "each member weighs 100";
     EXPECT_EQ(progress->pos(), 0);
-    std::vector<std::int64_t> seen;
-    progress->changed().connect([&](const kaa::Progress& p) { seen.push_back(p.pos()); });
     step.finish();
-    EXPECT_EQ(progress->pos(), 4) << "a finished: its max counts";
+    EXPECT_EQ(progress->pos(), 100) << "a finished";
     plain.finish();
-    EXPECT_EQ(progress->pos(), 5);
+    EXPECT_EQ(progress->pos(), 200);
     EXPECT_DOUBLE_EQ(progress->percentage(), 100.0);
     EXPECT_TRUE(all.finished());
+}
+
+TEST_F(Toolkit, AllProgressNeverMovesBack) {
+    // Summing positions and maxima made the bar go backwards when a member
+    // reported its total late ("1 of 4", then "2 of 9"); each member weighs
+    // the same now, and the combined position never shrinks.
+    kaa::CoroutineOptions opts;
+    opts.progress = true;
+    InProgress<void> go_a, go_b, end;
+    auto a = kaa::coroutine(opts, [&] {
+        auto& p = kaa::this_coroutine::progress();
+        p.set(1, 4);
+        await(go_a);
+        p.set(1, 8);  // its own total grew: its own fraction shrinks
+        await(end.noabort());
+    });
+    auto b = kaa::coroutine(opts, [&] {
+        await(go_b);
+        kaa::this_coroutine::progress().set(1, 5);  // its total, reported late
+        await(end.noabort());
+    });
+    auto all = kaa::all(a, b);
+    auto progress = all.progress();
+    std::vector<double> seen{progress->percentage()};
+    progress->changed().connect([&](const kaa::Progress& p) { seen.push_back(p.percentage()); });
+    go_b.finish();
+    go_a.finish();
+    end.finish();
+    ASSERT_TRUE(all.finished());
+    EXPECT_DOUBLE_EQ(seen.front(), 12.5);
+    EXPECT_DOUBLE_EQ(seen.back(), 100.0);
+    for (std::size_t i = 1; i < seen.size(); ++i)
+        EXPECT_GE(seen[i], seen[i - 1]) << "step " << i;
 }
 
 // ---- timeout ----------------------------------------------------------------

@@ -14,9 +14,10 @@
 //    aborts the members nobody else waits on. An empty all() finishes at once.
 //  * Aborting an any/all aborts the unfinished members nobody else waits on
 //    (the same rule as a coroutine's abort cascade); noabort() shields one.
-//  * all() has a Progress aggregated from its members: the sum of their
-//    positions over the sum of their maxima (a member without a Progress
-//    counts 0/1, then 1/1 when it finishes).
+//  * all() has a Progress aggregated from its members, each weighing the
+//    same: max() is 100 per member, and each adds its own percentage (a
+//    member without a Progress adds 0, then 100 when it finishes). The
+//    combined position never moves back.
 #pragma once
 
 #include <cstddef>

@@ -392,7 +392,7 @@ kaa::InProgressRef threads() { return kaa::coroutine({.name = "tour: threads"}, 
 
 // 9. Waiting for several things ---------------------------------------------------
 //
-// kaa::any() finishes with the index of the first member to finish; kaa::all()
+// kaa::any() finishes with the index and value of the first member to finish; kaa::all()
 // with every member's result, and has a Progress that sums up the members'.
 // Members can be any InProgress: delays, jobs, coroutines, signals' next().
 
@@ -410,8 +410,8 @@ kaa::InProgressRef waiting_for_several() {
     // any() as a deadline: the first of a 100 ms look-up and a 50 ms delay.
     kaa::InProgress<int> answer = look_up_answer();
     kaa::InProgress<void> deadline = kaa::delay(50ms);
-    kaa::any(answer, deadline).connect([answer](std::size_t first) {
-        say("any(): member", first, "finished first; the look-up finished() =", answer.finished());
+    kaa::any(answer, deadline).connect([answer](const kaa::AnyResult<std::variant<int, std::monostate>>& first) {
+        say("any(): member", first.index, "finished first; the look-up finished() =", answer.finished());
     });
 
     // all(): two jobs and a delay; one bar for the three of them.

@@ -65,8 +65,9 @@ void first_of() {
     part("-- any(): the first of a download and a deadline --");
     auto slow = download("http://example.org/big", 5); // 250 ms
     auto deadline = kaa::delay(100ms);
-    std::size_t first = await(kaa::any(slow, deadline));
-    if (first == 1) {
+    // Members of different types: the value is a std::variant.
+    auto first = await(kaa::any(slow, deadline));
+    if (first.index == 1) {
         say("the deadline came first; any() leaves the download running: finished() =", slow.finished());
         slow.abort(); // the caller decides what happens to the loser
         say("aborted the download");
@@ -74,10 +75,19 @@ void first_of() {
 
     auto quick = download("http://example.org/small", 1); // 50 ms
     auto patience = kaa::delay(1s);
-    if (await(kaa::any(quick, patience)) == 0) {
-        say("the download came first:", quick.result());
+    auto winner = await(kaa::any(quick, patience));
+    if (winner.index == 0) {
+        say("the download came first:", std::get<0>(winner.value));
         patience.abort(); // stop the timer: nobody waits for it any more
     }
+
+    // One type: the value is the member's. any_if() skips the results its
+    // filter rejects (the last member to finish is taken anyway, as kaa).
+    auto mirror_a = download("http://a.example.org/", 1);
+    auto mirror_b = download("http://b.example.org/", 2);
+    auto good = await(kaa::any_if([](const kaa::AnyResult<std::string>& r) { return r.value.find("//b.") != std::string::npos; },
+                                  mirror_a, mirror_b));
+    say("any_if() took member", good.index, "with", good.value);
 }
 
 void every_one_of() {

@@ -117,21 +117,42 @@ private:
 
 class AnyCombination final : public Combination {
 public:
-    using Combination::Combination;
+    AnyCombination(std::shared_ptr<StateBase> target, std::vector<InProgressRef> members, AnyAccept accept)
+        : Combination(std::move(target), std::move(members)), accept_(std::move(accept)),
+          remaining_(members_.size()) {}
 
 protected:
     void member_done(std::size_t i, StateBase& s) override {
         if (done())
             return;
         ids_[i] = 0;
-        release(nullptr, false);  // the others go on: they may matter to someone else
+        const bool last = --remaining_ == 0;
         if (s.failed()) {
+            release(nullptr, false);  // the others go on: they may matter to someone else
             fail(s.take_error());
-        } else if (target_->claim()) {
-            static_cast<State<std::size_t>&>(*target_).set_value(i);
-            target_->complete(Status::succeeded, target_);
+            return;
         }
+        if (target_->status() != Status::pending)
+            return;
+        bool accepted = false;
+        try {
+            // Stores the AnyResult when the filter takes it (or it is the
+            // last member: kaa then finishes with it anyway).
+            accepted = accept_(i, last);
+        } catch (...) {
+            release(nullptr, false);
+            fail(std::current_exception());
+            return;
+        }
+        if (!accepted)
+            return;
+        release(nullptr, false);
+        target_->complete_unclaimed(Status::succeeded, target_);
     }
+
+private:
+    AnyAccept accept_;
+    std::size_t remaining_;
 };
 
 class AllCombination final : public Combination {
@@ -182,14 +203,14 @@ void require_loop(const char* what) {
 }
 } // namespace
 
-void attach_any(std::shared_ptr<StateBase> target, std::vector<InProgressRef> members) {
+void attach_any(std::shared_ptr<StateBase> target, std::vector<InProgressRef> members, AnyAccept accept) {
     require_loop("kaa::any()");
     if (members.empty())
         throw std::invalid_argument("kaa::any(): no members: an empty any() could never finish");
     for (auto& m : members)
         if (!m.valid())
             throw_empty_handle();
-    std::make_shared<AnyCombination>(std::move(target), std::move(members))->attach(false);
+    std::make_shared<AnyCombination>(std::move(target), std::move(members), std::move(accept))->attach(false);
 }
 
 void attach_all(std::shared_ptr<StateBase> target, std::vector<InProgressRef> members,
@@ -210,9 +231,14 @@ void attach_all(std::shared_ptr<StateBase> target, std::vector<InProgressRef> me
 
 } // namespace detail
 
-InProgress<std::size_t> any(std::vector<InProgressRef> members) {
-    InProgress<std::size_t> out;
-    detail::attach_any(out.state(), std::move(members));
+InProgress<AnyResult<InProgressRef>> any(std::vector<InProgressRef> members) {
+    InProgress<AnyResult<InProgressRef>> out;
+    auto* raw = out.typed_ptr().get();
+    std::vector<InProgressRef> copy = members;
+    detail::attach_any(out.state(), std::move(members), [raw, copy = std::move(copy)](std::size_t i, bool) {
+        raw->set_value(AnyResult<InProgressRef>{i, copy[i]});
+        return true;
+    });
     return out;
 }
 

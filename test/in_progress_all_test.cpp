@@ -45,7 +45,9 @@ TEST_F(Toolkit, AnyFinishesWithTheFirstMemberAcrossKinds) {
     auto job = kaa::threaded([] { return std::string("from a thread"); });
     auto any = kaa::any(co, sig.next(), kaa::delay(1h), job);
     ASSERT_TRUE(finish_wait(any));
-    EXPECT_EQ(any.result(), 3u);
+    EXPECT_EQ(any.result().index, 3u);
+    EXPECT_EQ(any.result().value.index(), 3u) << "different types: a variant, alternative = index";
+    EXPECT_EQ(std::get<3>(any.result().value), "from a thread");
     EXPECT_EQ(job.result(), "from a thread");
     EXPECT_FALSE(co.finished()) << "any() does not abort the others when it finishes";
     co.abort();
@@ -55,7 +57,54 @@ TEST_F(Toolkit, AnyWithAFinishedMemberFinishesAtOnce) {
     InProgress<int> pending;
     auto any = kaa::any(pending, kaa::make_finished<int>(4), kaa::make_finished<int>(5));
     ASSERT_TRUE(any.finished());
-    EXPECT_EQ(any.result(), 1u) << "the lowest index among finished members";
+    EXPECT_EQ(any.result().index, 1u) << "the lowest index among finished members";
+    EXPECT_EQ(any.result().value, 4);
+}
+
+TEST_F(Toolkit, AnyFinishesWithTheIndexAndTheMembersValue) {
+    InProgress<int> a, b;
+    auto any = kaa::any(a, b);
+    static_assert(std::is_same_v<decltype(any), InProgress<kaa::AnyResult<int>>>, "one type: its value");
+    b.finish(42);
+    ASSERT_TRUE(any.finished());
+    EXPECT_EQ(any.result().index, 1u);
+    EXPECT_EQ(any.result().value, 42);
+    a.finish(1);
+    std::vector<InProgress<void>> vs(2);
+    auto vany = kaa::any(vs);
+    vs[0].finish();
+    EXPECT_EQ(vany.result().index, 0u);
+    InProgress<int> erased;
+    auto rany = kaa::any(std::vector<kaa::InProgressRef>{erased});
+    erased.finish(3);
+    EXPECT_TRUE(rany.result().value == erased) << "type-erased: the member itself";
+}
+
+TEST_F(Toolkit, AnyIfSkipsRejectedResultsButTakesTheLastMember) {
+    InProgress<int> a, b, c;
+    auto odd = kaa::any_if([](const kaa::AnyResult<int>& r) { return r.value % 2 == 1; }, a, b, c);
+    a.finish(2);
+    EXPECT_FALSE(odd.finished()) << "rejected by the filter";
+    b.finish(3);
+    ASSERT_TRUE(odd.finished());
+    EXPECT_EQ(odd.result().index, 1u);
+    EXPECT_EQ(odd.result().value, 3);
+    c.finish(5);
+
+    InProgress<int> x, y;
+    auto none = kaa::any_if([](const kaa::AnyResult<int>&) { return false; }, x, y);
+    x.finish(1);
+    EXPECT_FALSE(none.finished());
+    y.finish(2);
+    ASSERT_TRUE(none.finished()) << "the last member is taken whatever the filter says (kaa)";
+    EXPECT_EQ(none.result().index, 1u);
+
+    InProgress<int> f, g;
+    auto failing = kaa::any_if([](const kaa::AnyResult<int>&) { return false; }, f, g);
+    f.fail(std::runtime_error("not filtered"));
+    EXPECT_TRUE(failing.failed()) << "a failure fails it at once";
+    EXPECT_THROW(failing.result(), std::runtime_error);
+    g.finish(0);
 }
 
 TEST_F(Toolkit, AnyFailsWithTheFirstMembersFailure) {

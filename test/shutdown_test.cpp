@@ -71,7 +71,7 @@ TEST(Shutdown, EverythingIsReleasedAndEveryDestructorOnACoroutineStackRuns) {
                     }));
                     break;
                 default:
-                    kaa::this_coroutine::await(kaa::any(never, kaa::delay(1h)));
+                    (void)kaa::this_coroutine::await(kaa::any(never, kaa::delay(1h)));
                 }
             }));
         }

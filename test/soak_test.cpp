@@ -282,7 +282,7 @@ private:
             auto a = random_gate(), b = random_gate();
             auto any = track(kaa::any(a, b));
             InProgress<int> out = track(InProgress<int>());
-            any.connect_both([out](std::size_t i) { out.finish(static_cast<int>(i)); },
+            any.connect_both([out](const kaa::AnyResult<int>& r) { out.finish(static_cast<int>(r.index)); },
                              [out](std::exception_ptr e) { out.fail(e); });
             out.abort_signal().connect([any](const InProgressAborted&) {
                 if (!any.finished())

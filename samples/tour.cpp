@@ -24,6 +24,7 @@
 #include <vector>
 
 #include <kaa/coroutine.hpp>
+#include <kaa/event.hpp>
 #include <kaa/in_progress.hpp>
 #include <kaa/in_progress_all.hpp>
 #include <kaa/main_loop.hpp>
@@ -116,14 +117,24 @@ kaa::InProgressRef repeating_timer() {
 // connect_once() slot is disconnected before its first call.
 
 kaa::InProgressRef signals(Player& player) {
-    section("3. Signals: connect() and connect_once()");
+    section("3. Signals: connect() and connect_once(); events");
     player.song_changed.connect([](const std::string& title) { say("display shows", title); });
     player.song_changed.connect_once([](const std::string& title) { say("first song only:", title); });
     say("slots connected:", player.song_changed.count());
     player.song_changed.emit("Intro");
     player.song_changed.emit("Second song");
     say("slots left:", player.song_changed.count());
-    return kaa::make_finished<void>();
+    // Events are notifications by name, posted from any thread and delivered
+    // at the end of the iteration to the handlers registered for them.
+    kaa::InProgress<void> delivered;
+    auto handler = std::make_shared<kaa::EventHandler>([delivered](const kaa::Event& e) {
+        say("event delivered:", e.name());
+        delivered.finish();
+    });
+    handler->register_for({"playlist done"});
+    kaa::Event("playlist done").post();
+    delivered.connect_finished([handler] {});
+    return delivered;
 }
 
 // 4. Waiting for a signal ---------------------------------------------------

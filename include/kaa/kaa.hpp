@@ -8,6 +8,7 @@
 #include "kaa/asio.hpp"
 #include "kaa/coroutine.hpp"
 #include "kaa/errors.hpp"
+#include "kaa/event.hpp"
 #include "kaa/fwd.hpp"
 #include "kaa/future.hpp"
 #include "kaa/in_progress.hpp"

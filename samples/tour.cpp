@@ -25,6 +25,7 @@
 
 #include <kaa/coroutine.hpp>
 #include <kaa/event.hpp>
+#include <kaa/generator.hpp>
 #include <kaa/in_progress.hpp>
 #include <kaa/in_progress_all.hpp>
 #include <kaa/main_loop.hpp>
@@ -284,6 +285,19 @@ void coroutines_section() {
     await(b);
     order.pop_back(); // the last space
     say("two coroutines calling yield() interleave:", order);
+
+    // A generator: a coroutine that hands out values one at a time. Inside a
+    // coroutine it is a range; each step waits for the next value.
+    auto countdown = kaa::generator<int>([](kaa::Yield<int>& yield) {
+        for (int i = 3; i > 0; --i) {
+            kaa::this_coroutine::yield(); // or await anything
+            yield(i);
+        }
+    });
+    std::string counted;
+    for (int i : countdown)
+        counted += std::to_string(i) + ", ";
+    say("a generator iterated as a range:", counted + "liftoff");
 
     // abort() raises InProgressAborted where the coroutine waits, and
     // cascades into what it waits on.

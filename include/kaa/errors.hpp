@@ -102,6 +102,13 @@ public:
     using UsageError::UsageError;
 };
 
+/// Generator::next() called while the previous next() is still pending: a
+/// generator hands out one value at a time. Wait for that InProgress first.
+class GeneratorBusy : public UsageError {
+public:
+    using UsageError::UsageError;
+};
+
 /// A child process (kaa::Process) could not be started, or its exit status
 /// was lost. code() is the errno (ENOENT: the program or the working
 /// directory does not exist; EACCES: not executable; ECHILD: something else

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: BSL-1.0
 // The whole of kaa in one include: the main loop, InProgress, signals,
-// coroutines (stackful and co_await Tasks), threaded work, any/all and
-// timeouts, progress, timers, child processes and the error types. Each concept's header can also be included
-// alone (they are self-contained); add a line here for every new public header.
+// coroutines (stackful and co_await Tasks), threaded work, generators, any/all
+// and timeouts, progress, timers, events, child processes and the error
+// types. Each concept's header can also be included alone (they are
+// self-contained); add a line here for every new public header.
 #pragma once
 
 #include "kaa/asio.hpp"
@@ -11,6 +12,7 @@
 #include "kaa/event.hpp"
 #include "kaa/fwd.hpp"
 #include "kaa/future.hpp"
+#include "kaa/generator.hpp"
 #include "kaa/in_progress.hpp"
 #include "kaa/in_progress_all.hpp"
 #include "kaa/in_progress_callable.hpp"

@@ -473,4 +473,37 @@ TEST_F(GeneratorTest, ValuesMoveThroughWithoutCopiesWhenTheConsumerTakesThem) {
     EXPECT_EQ(consumer.result(), 4);
 }
 
+// Producers still waiting when the loop shuts down are stopped by the
+// shutdown (coroutines unwound, jobs aborted and their threads joined); the
+// handles, destroyed after the loop, have nothing left to do.
+TEST(GeneratorShutdown, ProducersStillWaitingWhenTheLoopShutsDownAreStopped) {
+    bool unwound = false;
+    std::atomic<bool> thread_returned{false};
+    kaa::Generator<int> cg;
+    kaa::Generator<int> tg;
+    {
+        kaa::MainLoop loop;
+        cg = kaa::generator<int>([&unwound](kaa::Yield<int>& yield) {
+            Unwound guard(unwound);
+            yield(1);
+            yield(2);
+        });
+        tg = kaa::generator<int>(kaa::ThreadOptions{}, [&thread_returned](kaa::Yield<int>& yield) {
+            struct Returned {
+                std::atomic<bool>& flag;
+                ~Returned() { flag.store(true); }
+            } on_return{thread_returned};
+            for (int i = 0;; ++i)
+                yield(i);
+        });
+        EXPECT_EQ(cg.next().result(), 1);
+        auto first = tg.next();
+        ASSERT_TRUE(kaa::test::step_until(loop, [&] { return first.finished(); }));
+        EXPECT_EQ(first.result(), 0);
+    }
+    EXPECT_TRUE(unwound);
+    EXPECT_TRUE(thread_returned.load());
+    EXPECT_EQ(kaa::active_coroutines(), 0u);
+}
+
 } // namespace

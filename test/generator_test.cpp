@@ -6,6 +6,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <ranges>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -38,6 +39,10 @@ protected:
         return all.result();
     }
 };
+
+// Iterated inside a coroutine, a generator is a standard input range.
+static_assert(std::ranges::input_range<kaa::Generator<int>>);
+static_assert(std::ranges::input_range<kaa::Generator<std::unique_ptr<int>>>);
 
 // Sets a flag when destroyed: shows that a producer's stack was unwound.
 struct Unwound {

@@ -325,6 +325,7 @@ public:
     /// rethrown from the step that would have produced the next value.
     class iterator {
     public:
+        using iterator_concept = std::input_iterator_tag;
         using value_type = T;
         using difference_type = std::ptrdiff_t;
 

@@ -77,10 +77,28 @@ bool StateBase::fail_unclaimed(std::exception_ptr e, const std::shared_ptr<State
     if (status() != Status::pending)
         return false;
     error_ = std::move(e);
+    // Aborted earlier by an abort whose handler finishes the work later (a
+    // Scope, say): the failure is the abort's exception, stored as such.
+    if (aborted_) [[unlikely]]
+        store_abort_error();
     if (complete_unclaimed(Status::failed, self))
         return true;
     error_ = nullptr;
+    weak_error_ = false;
     return false;
+}
+
+void StateBase::store_abort_error() {
+    aborted_ = true;
+    // The stored copy must not keep this operation (or the origin of its
+    // abort) alive through itself; reads strengthen it (strong_error).
+    try {
+        std::rethrow_exception(error_);
+    } catch (const InProgressAborted& a) {
+        error_ = a.stored_by(this);
+        weak_error_ = true;
+    } catch (...) {
+    }
 }
 
 void StateBase::deliver(const std::shared_ptr<StateBase>& self) {
@@ -139,18 +157,11 @@ void StateBase::deliver(const std::shared_ptr<StateBase>& self) {
 
 void StateBase::fail_claimed(std::exception_ptr e, const std::shared_ptr<StateBase>& self, bool aborted) {
     error_ = std::move(e);
-    if (aborted) {
-        aborted_ = true;
-        // The stored copy must not keep this operation (or the origin of its
-        // abort) alive through itself; reads strengthen it (strong_error).
-        try {
-            std::rethrow_exception(error_);
-        } catch (const InProgressAborted& a) {
-            error_ = a.stored_by(this);
-            weak_error_ = true;
-        } catch (...) {
-        }
-    }
+    // Aborted now, or earlier by an abort whose handler finishes the work
+    // later (a Scope, an unwinding coroutine): either way the failure is the
+    // abort's exception, which names this operation.
+    if (aborted || aborted_)
+        store_abort_error();
     complete(Status::failed, self);
 }
 

@@ -945,6 +945,19 @@ TEST_F(RunUntilIdleTest, ReturnsOnceCoroutinesTimersJobsAndPostsHaveEnded) {
     EXPECT_FALSE(loop.has_ready_work());
 }
 
+// A job's outcome is counted from the worker until the loop has delivered
+// it: run_until_idle() neither returns while it is on its way nor waits for
+// a count only the worker would drop (which once hung it: nothing woke the
+// loop when the worker did).
+TEST_F(RunUntilIdleTest, ReturnsAfterEveryJobsOutcomeIsDeliveredAndNeverHangsOnOne) {
+    for (int round = 0; round < 200; ++round) {
+        auto job = kaa::threaded([round] { return round; });
+        loop.run_until_idle();
+        ASSERT_TRUE(job.finished()) << "round " << round;
+        ASSERT_EQ(job.result(), round);
+    }
+}
+
 TEST_F(RunUntilIdleTest, WaitsForAnAsioOperationWithAPlainHandler) {
     using namespace std::chrono_literals;
     boost::asio::steady_timer t(loop.context(), 3ms);

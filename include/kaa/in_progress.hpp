@@ -162,6 +162,8 @@ protected:
 
 private:
     std::exception_ptr strong_error() const;
+    // error_ is an abort's exception: keeps it in its stored (weak) form.
+    void store_abort_error();
     /// After the status became final: wakes blocking waiters, drops the
     /// abort hook, runs the callbacks.
     void deliver(const std::shared_ptr<StateBase>& self);

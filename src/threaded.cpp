@@ -49,13 +49,11 @@ std::stop_token Job::stop_token() {
     return stop_.get_token();
 }
 
-void post_job_done(std::shared_ptr<Job> job, std::atomic<std::size_t>& handing_over) noexcept;
+void post_job_done(std::shared_ptr<Job> job) noexcept;
 
 namespace {
 thread_local Job* t_job = nullptr;
 thread_local PoolImpl* t_pool = nullptr;
-// Job outcomes posted to a loop and not yet delivered there (all pools).
-std::atomic<std::size_t> g_undelivered{0};
 } // namespace
 
 namespace {
@@ -311,8 +309,10 @@ private:
             std::shared_ptr<Job> job;
             std::atomic<std::size_t>& handing_over;
             void post() noexcept {
-                if (job)
-                    post_job_done(std::move(job), handing_over);
+                if (job) {
+                    post_job_done(std::move(job));
+                    handing_over.fetch_sub(1, std::memory_order_release);
+                }
             }
             ~Finished() { post(); }
         } prev{nullptr, handing_over_};
@@ -440,8 +440,7 @@ bool busy_pools() {
             if (st.queued != 0 || st.running != 0)
                 return true;
         }
-    // Read after the pools' handing-over counts (see post_job_done).
-    return g_undelivered.load(std::memory_order_acquire) != 0;
+    return false;
 }
 
 void note_active(PoolImpl& impl) {
@@ -573,14 +572,6 @@ namespace {
 // Either way the value and the exception are released on the loop thread,
 // not on the worker.
 class JobDone {
-    // Uncounts the outcome once its delivery has run (see post_job_done).
-    struct Delivered {
-        Delivered() = default;
-        Delivered(const Delivered&) = delete;
-        Delivered& operator=(const Delivered&) = delete;
-        ~Delivered() { g_undelivered.fetch_sub(1, std::memory_order_release); }
-    };
-
 public:
     using trivially_relocatable = void;  // a pointer: the loop's queues move it by byte copy
     /// `job->delivery` holds the reference this task hands to the loop.
@@ -590,7 +581,6 @@ public:
     ~JobDone() {
         if (!job_)
             return;
-        Delivered delivered;
         Outcome out = take(*job_);
         const std::shared_ptr<StateBase>& s = out.state;
         if (s->status() == Status::pending && s->claim())
@@ -600,7 +590,6 @@ public:
     }
 
     void operator()() {
-        Delivered delivered;
         Job& job = *std::exchange(job_, nullptr);
         auto [publish, error, s] = take(job);  // `s` keeps `job` too
         if (!error) {
@@ -651,16 +640,9 @@ void job_succeeded(UniqueFunction<void()> publish) noexcept { t_job->publish = s
 
 void job_failed(std::exception_ptr e) noexcept { t_job->error = std::move(e); }
 
-void post_job_done(std::shared_ptr<Job> job, std::atomic<std::size_t>& handing_over) noexcept {
+void post_job_done(std::shared_ptr<Job> job) noexcept {
     Job* j = job.get();
     j->delivery = std::move(job);
-    // From the pool's count of outcomes being handed over to the count of
-    // outcomes on their way, before the post: the loop thread uncounts it
-    // itself once delivered. run_until_idle() (busy_pools) so never sees the
-    // job done while its outcome has yet to arrive, nor a count that only a
-    // worker will drop, with nothing to wake the loop when it does.
-    g_undelivered.fetch_add(1, std::memory_order_relaxed);
-    handing_over.fetch_sub(1, std::memory_order_release);
     try {
         post_to_loop(JobDone(j));
     } catch (...) {

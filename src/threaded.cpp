@@ -165,6 +165,27 @@ private:
 
 } // namespace
 
+// Jobs submitted whose outcome the loop has not taken yet: queued, running,
+// finished with the result on its way, or the result posted and not run.
+// Counted down on the loop thread when the result is delivered (JobDone),
+// not by the worker after posting it: a worker preempted between the two
+// would leave a loop that asks "is a job in flight?" blocked waiting for a
+// post that has already happened (the result was delivered, the count not
+// yet lowered). One loop per process: one count.
+constinit std::atomic<std::size_t> g_undelivered{0};
+
+void count_undelivered(Job& job) noexcept {
+    job.undelivered.store(true, std::memory_order_relaxed);
+    g_undelivered.fetch_add(1, std::memory_order_acq_rel);
+}
+
+// The job's outcome reached the loop, was dropped, or will never come (a job
+// abandoned at a shutdown): it stops counting. Idempotent.
+void settle_undelivered(Job& job) noexcept {
+    if (job.undelivered.exchange(false, std::memory_order_acq_rel))
+        g_undelivered.fetch_sub(1, std::memory_order_acq_rel);
+}
+
 class PoolImpl : public std::enable_shared_from_this<PoolImpl> {
 public:
     PoolImpl(std::string name, std::size_t size) : name_(std::move(name)), size_(size) {}
@@ -199,6 +220,7 @@ public:
         if (!queue_.remove(job))
             return false;
         job->phase = Job::Phase::done;
+        settle_undelivered(*job);
         return true;
     }
 
@@ -237,8 +259,10 @@ public:
         {
             std::unique_lock lk(m_);
             queue_.take_all(dropped);
-            for (auto& j : dropped)
+            for (auto& j : dropped) {
                 j->phase = Job::Phase::done;
+                settle_undelivered(*j);
+            }
             for (const std::shared_ptr<Job>* j : running_)
                 to_stop.push_back(*j);
             stopping_ = true;
@@ -253,6 +277,9 @@ public:
             bool drained = cv_done_.wait_for(lk, grace, [&] { return running_.empty(); });
             if (!drained) {
                 stuck = running_.size();
+                // Their results come late, if at all: nothing waits for them.
+                for (const std::shared_ptr<Job>* j : running_)
+                    settle_undelivered(**j);
                 // The stuck threads exit after their job (their generation is
                 // over); the pool starts new ones when used again.
                 for (auto& t : threads_)
@@ -426,22 +453,9 @@ void quiesce_active_pools() {
             p->quiesce(std::chrono::seconds(5));
 }
 
-// Whether a pool that ran jobs since the last shutdown has jobs queued or
-// running (or an outcome on its way to the loop): run_until_idle()'s probe.
-bool busy_pools() {
-    std::vector<std::weak_ptr<PoolImpl>> active;
-    {
-        std::lock_guard lk(registry().m);
-        active = registry().active;
-    }
-    for (auto& w : active)
-        if (auto p = w.lock()) {
-            ThreadPoolStats st = p->stats();
-            if (st.queued != 0 || st.running != 0)
-                return true;
-        }
-    return false;
-}
+// Whether a job has its outcome still to be delivered on the loop:
+// run_until_idle()'s probe (and a virtual clock's, which must not jump then).
+bool busy_pools() { return g_undelivered.load(std::memory_order_acquire) != 0; }
 
 void note_active(PoolImpl& impl) {
     if (impl.noted_epoch.load(std::memory_order_acquire) == g_epoch.load(std::memory_order_acquire))
@@ -534,7 +548,13 @@ void submit_job(std::shared_ptr<StateBase> state, Job& job, const ThreadOptions&
     });
     note_active(impl);
     // Shares the state's control block: one allocation per job.
-    impl.submit(std::shared_ptr<Job>(std::move(state), &job));
+    count_undelivered(job);
+    try {
+        impl.submit(std::shared_ptr<Job>(std::move(state), &job));
+    } catch (...) {
+        settle_undelivered(job);  // never queued (no thread could be started)
+        throw;
+    }
 }
 
 namespace {
@@ -581,6 +601,7 @@ public:
     ~JobDone() {
         if (!job_)
             return;
+        settle_undelivered(*job_);
         Outcome out = take(*job_);
         const std::shared_ptr<StateBase>& s = out.state;
         if (s->status() == Status::pending && s->claim())
@@ -591,6 +612,9 @@ public:
 
     void operator()() {
         Job& job = *std::exchange(job_, nullptr);
+        // First: a callback below may wait() in a nested iteration, which
+        // must not take this job for one still in flight.
+        settle_undelivered(job);
         auto [publish, error, s] = take(job);  // `s` keeps `job` too
         if (!error) {
             if (s->status() == Status::pending && s->claim()) {

@@ -141,6 +141,9 @@ public:
     UniqueFunction<void()> publish;
     std::exception_ptr error;
     std::shared_ptr<Job> delivery;
+    // From submission until the loop has the outcome (or dropped it): what
+    // run_until_idle() and a virtual clock wait for (see settle_undelivered()).
+    std::atomic<bool> undelivered{false};
 
     /// Asks the job to stop (any thread): aborted() turns true, and the stop
     /// token, if the job took one, is requested. Stop callbacks run on the

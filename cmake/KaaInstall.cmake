@@ -19,6 +19,9 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/kaa
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.hpp")
 
+# The GDB helper: `source <prefix>/share/kaa/gdb/kaa_gdb.py` (doc/debugging.md).
+install(FILES ${PROJECT_SOURCE_DIR}/scripts/kaa_gdb.py DESTINATION ${CMAKE_INSTALL_DATADIR}/kaa/gdb)
+
 install(EXPORT kaaTargets
   NAMESPACE kaa::
   FILE kaaTargets.cmake

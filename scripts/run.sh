@@ -30,7 +30,7 @@ PACKAGES=(
     libboost1.81-dev libboost-context1.81-dev libboost-thread1.81-dev
     libboost-fiber1.81-dev
     googletest libgtest-dev libgmock-dev libbenchmark-dev
-    valgrind
+    valgrind gdb
     pkg-config libglib2.0-dev libgtk-3-dev xvfb xauth
     python3
     qt6-base-dev

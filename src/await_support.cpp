@@ -81,22 +81,26 @@ bool AwaitCore::begin_abort(const InProgressAborted& exc, std::exception_ptr ept
     return true;
 }
 
-void AwaitCore::settle(Outcome o, const char* kind, UniqueFunction<void(StateBase&)> set_value) noexcept {
+void AwaitCore::settle(Outcome o, const char* kind, std::string origin,
+                       UniqueFunction<void(StateBase&)> set_value) noexcept {
     StateBase& state = *o.state;
     state.clear_abort_hook();
     if (!o.aborted && !o.error && !set_value && state.complete_unclaimed(Status::succeeded, o.state))
         return;  // the common case: claim, publish and call back in one go
+    const std::string who = origin.empty() ? std::string(kind) : origin;
     if (!state.claim()) {
         report_unhandled(std::make_exception_ptr(UsageError(
                              std::string("the InProgress of a ") + kind + " was finished by someone else; the " +
                              kind + "'s own outcome was discarded")),
-                         kind);
+                         who.c_str());
         return;
     }
     try {
+        if (!origin.empty())
+            state.set_origin(std::move(origin));
         if (o.aborted) {
             if (o.error && !is_abort(o.error))
-                report_unhandled(o.error, (std::string(kind) + " cleanup after abort").c_str());
+                report_unhandled(o.error, (who + " cleanup after abort").c_str());
             state.fail_claimed(std::move(o.abort_exc), o.state, true);
         } else if (o.error) {
             state.fail_claimed(std::move(o.error), o.state);
@@ -106,7 +110,7 @@ void AwaitCore::settle(Outcome o, const char* kind, UniqueFunction<void(StateBas
             state.complete(Status::succeeded, o.state);
         }
     } catch (...) {
-        report_unhandled(std::current_exception(), (std::string(kind) + " completion").c_str());
+        report_unhandled(std::current_exception(), (who + " completion").c_str());
     }
 }
 

@@ -43,10 +43,15 @@ public:
     }
 
     std::size_t count() const noexcept { return count_; }
+    /// The most recently started one; follow AwaitCore::next (loop thread).
+    AwaitCore* head() const noexcept { return head_; }
 
     /// Aborts every registered coroutine (the loop's shutdown hook): each
     /// unwinds from its suspension point and finishes its InProgress.
     void abort_all();
+
+    /// Where head() is, for scripts/kaa_gdb.py (see kaa_gdb_anchor).
+    static std::size_t head_offset() noexcept { return offsetof(AwaitRegistry, head_); }
 
 private:
     void hook(MainLoop& loop);

@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: BSL-1.0
 #include "kaa/coroutine.hpp"
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <new>
+#include <string_view>
+
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -12,8 +17,32 @@
 #include "kaa/main_loop.hpp"
 #include "await_support.hpp"
 #include "stack.hpp"
+#include "work_registry.hpp"
 
 namespace fc = boost::context::detail;
+
+// What scripts/kaa_gdb.py reads to list coroutines ("kaa coroutines" in gdb):
+// a plain global, so that a core file is read as a live process is, with no
+// thread-local lookup, and the offsets of the fields it reads, so that it
+// needs no debug information. Filled when the loop thread's first coroutine
+// starts. Bump `version` when the script must change with it.
+extern "C" {
+struct KaaGdbAnchor {
+    char magic[8] = {'k', 'a', 'a', '-', 'g', 'd', 'b', '\0'};
+    std::uint64_t version = 1;
+    const void* registry = nullptr;  // the loop thread's AwaitRegistry
+    std::uint64_t loop_tid = 0;
+    // Offsets: in AwaitRegistry, of its first coroutine; in CoroutineCore,
+    // of the next one, the running flag (bool), what it waits on (a
+    // shared_ptr: non-null first word = suspended on it), the saved context
+    // of a suspended coroutine (Boost.Context fcontext_t), its name and
+    // creation file (const char*), line (unsigned), and the callable's type
+    // name (size, data).
+    std::uint64_t registry_head = 0, next = 0, running = 0, waiting_on = 0, self = 0, name = 0, file = 0,
+                  line = 0, function_size = 0, function_data = 0;
+};
+[[gnu::used]] KaaGdbAnchor kaa_gdb_anchor;
+}
 
 namespace kaa {
 
@@ -29,22 +58,24 @@ thread_local CoroutineCore* t_current = nullptr;
 class CoroutineCore final : public AwaitCore {
 public:
     CoroutineCore(std::shared_ptr<StateBase> state, Stack stack, const CoroutineOptions& opts,
-                  UniqueFunction<void()> body)
+                  const WorkSite& site, UniqueFunction<void()> body)
         : stack_(stack), body_(std::move(body)),
-          name_(opts.name), interval_(opts.interval) {
+          name_(opts.name), interval_(opts.interval), site_(site) {
         state_ = std::move(state);
-        stack_info_ = RunningStackInfo{stack_.base, stack_.base + stack_.guard, name().c_str(), stack_.usable()};
+        note_state_change(since_);
+        stack_info_ = RunningStackInfo{stack_.base,           stack_.base + stack_.guard, name().c_str(),
+                                       stack_.usable(),       site_.where.file_name(),    site_.where.line()};
     }
 
     static CoroutineCore* create(MainLoop& loop, std::shared_ptr<StateBase> state, const CoroutineOptions& opts,
-                                 UniqueFunction<void()> body) {
+                                 const WorkSite& site, UniqueFunction<void()> body) {
         Stack stack = StackPool::acquire_local(opts.stack_size);
         char* top = stack.top();
         auto addr = reinterpret_cast<std::uintptr_t>(top - sizeof(CoroutineCore)) & ~std::uintptr_t(63);
         void* mem = reinterpret_cast<void*>(addr);
         CoroutineCore* c;
         try {
-            c = ::new (mem) CoroutineCore(std::move(state), stack, opts, std::move(body));
+            c = ::new (mem) CoroutineCore(std::move(state), stack, opts, site, std::move(body));
         } catch (...) {
             StackPool::release_local(stack);
             throw;
@@ -55,8 +86,14 @@ public:
         c->self_ = fc::make_fcontext(ctx_top, static_cast<std::size_t>(ctx_top - (stack.base + stack.guard)),
                                      &CoroutineCore::trampoline);
         t_registry.link(c, loop);
+        if (kaa_gdb_anchor.registry != &t_registry) [[unlikely]]
+            publish_for_debugger();
         return c;
     }
+
+    /// Points scripts/kaa_gdb.py at this thread's registry (the loop
+    /// thread's: coroutines run nowhere else), with the offsets it reads.
+    static void publish_for_debugger() noexcept;
 
     // ---- switching ---------------------------------------------------------
 
@@ -120,11 +157,13 @@ public:
         waiting_on_ = ip;
         std::uint32_t token = token_;
         wait_id_ = s.add_callback([this, token](StateBase&) { wake(token); });
+        note_state_change(since_);
         suspend();
         after_wait();
     }
 
     void yield() {
+        note_state_change(since_);
         std::uint32_t token = token_;
         slice_pending_ = true;
         if (interval_ > Duration::zero())
@@ -244,6 +283,10 @@ public:
         t_registry.unlink(this);
         state_->coroutine = nullptr;
         state_->clear_abort_hook();  // it points here
+        // Named in the reports of an outcome that fails or is discarded.
+        std::string origin;
+        if (error_ || state_->status() != Status::pending) [[unlikely]]
+            origin = this->origin();
         Outcome outcome = take_outcome();
         if (pins_ == 0) {
             destroy();
@@ -251,7 +294,33 @@ public:
             zombie_ = true;  // a queued TimeSlice still refers to it
             timer_.reset();
         }
-        settle(std::move(outcome), "coroutine", {});
+        settle(std::move(outcome), "coroutine", std::move(origin), {});
+    }
+
+    /// "coroutine 'name' started at file.cpp:12" (the name derived from the
+    /// callable when none was given).
+    std::string origin() const {
+        std::string text = "coroutine '" + display_name() + "'";
+        std::string where = site_text(site_);
+        return where.empty() ? text : text + " " + where;
+    }
+
+    std::string display_name() const {
+        return name_.empty() ? std::string(site_.function) : name_;
+    }
+
+    void describe(WorkRecord& r, std::int64_t now) const override {
+        r.kind = WorkKind::coroutine;
+        r.name = display_name();
+        r.callable = std::string(site_.function);
+        set_site(r, site_);
+        if (running_)
+            r.state = "running";
+        else if (waiting_on_)
+            r.state = "suspended";
+        else
+            r.state = interval_ > Duration::zero() ? "time slice (interval)" : "time slice";
+        r.in_state = time_since(since_, now);
     }
 
     void destroy() noexcept {
@@ -274,6 +343,7 @@ private:
     UniqueFunction<void()> body_;
     std::string name_;  // empty: "coroutine" (see name())
     Duration interval_;
+    WorkSite site_;
     bool ended_ = false;
     bool slice_pending_ = false;  // a TimeSlice or the timer will resume it
     bool zombie_ = false;      // ended, kept for the TimeSlice tasks that pin it
@@ -282,6 +352,34 @@ private:
     std::unique_ptr<boost::asio::steady_timer> timer_;
     FiberAnnotations fiber_;
 };
+
+// offsetof on a class with virtual functions is conditionally supported;
+// GCC and Clang support it for classes without virtual bases, as here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+void CoroutineCore::publish_for_debugger() noexcept {
+    KaaGdbAnchor& a = kaa_gdb_anchor;
+    a.registry_head = AwaitRegistry::head_offset();
+    a.next = offsetof(CoroutineCore, next);
+    a.running = offsetof(CoroutineCore, running_);
+    a.waiting_on = offsetof(CoroutineCore, waiting_on_);
+    a.self = offsetof(CoroutineCore, self_);
+    a.name = offsetof(CoroutineCore, stack_info_) + offsetof(RunningStackInfo, name);
+    a.file = offsetof(CoroutineCore, stack_info_) + offsetof(RunningStackInfo, file);
+    a.line = offsetof(CoroutineCore, stack_info_) + offsetof(RunningStackInfo, line);
+    // The callable's type name: a string_view, whose two words libstdc++ and
+    // libc++ order differently; find out which is which.
+    const std::string_view probe("?", 1);
+    std::uint64_t words[2];
+    static_assert(sizeof probe == sizeof words);
+    std::memcpy(words, &probe, sizeof words);
+    const std::size_t function = offsetof(CoroutineCore, site_) + offsetof(WorkSite, function);
+    a.function_size = function + (words[0] == 1 ? 0 : 8);
+    a.function_data = function + (words[0] == 1 ? 8 : 0);
+    a.loop_tid = static_cast<std::uint64_t>(::gettid());
+    a.registry = &t_registry;
+}
+#pragma GCC diagnostic pop
 
 CoroutineCore* current_or_throw(const char* what) {
     CoroutineCore* c = t_current;
@@ -296,7 +394,8 @@ CoroutineCore* core_of(const StateBase& s) { return static_cast<CoroutineCore*>(
 
 } // namespace
 
-void start_coroutine(std::shared_ptr<StateBase> state, const CoroutineOptions& opts, UniqueFunction<void()> body) {
+void start_coroutine(std::shared_ptr<StateBase> state, const CoroutineOptions& opts, const WorkSite& site,
+                     UniqueFunction<void()> body) {
     MainLoop& loop = MainLoop::current();
     if (!loop.is_main_thread())
         throw WrongThread("kaa::coroutine(): coroutines run on the loop thread; from a worker, post() the "
@@ -307,7 +406,7 @@ void start_coroutine(std::shared_ptr<StateBase> state, const CoroutineOptions& o
         progress = std::make_shared<Progress>();
         raw->progress = progress;
     }
-    CoroutineCore* c = CoroutineCore::create(loop, std::move(state), opts, std::move(body));
+    CoroutineCore* c = CoroutineCore::create(loop, std::move(state), opts, site, std::move(body));
     c->progress = progress.get();
     raw->coroutine = c;
     raw->set_abort_hook([c](const InProgressAborted& exc, std::exception_ptr e) { return c->on_abort(exc, e); });
@@ -450,5 +549,9 @@ Progress& progress() {
 } // namespace this_coroutine
 
 std::size_t active_coroutines() noexcept { return detail::t_registry.count(); }
+
+namespace detail {
+const AwaitRegistry& coroutine_registry() noexcept { return t_registry; }
+} // namespace detail
 
 } // namespace kaa

@@ -39,8 +39,11 @@ StateBase::~StateBase() {
     // (Out of line so that Signal and Progress are complete here.)
     if (status() == Status::failed && !observed_.load(std::memory_order_relaxed) && !aborted_ &&
         !is_silent_abort(error_))
-        report_unobserved(error_, "InProgress (failed, and nobody observed the exception)");
+        report_unobserved(error_, origin_ ? ("InProgress of " + *origin_ + " (failed, and nobody observed the exception)").c_str()
+                                          : "InProgress (failed, and nobody observed the exception)");
 }
+
+void StateBase::set_origin(std::string origin) { origin_ = std::make_unique<std::string>(std::move(origin)); }
 
 namespace {
 // Threads blocked in wait_until() (rare: workers waiting for the loop) share

@@ -6,7 +6,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
-#include <cstdio>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -19,6 +18,8 @@
 
 #include "asio_host.hpp"
 #include "handler_slot.hpp"
+#include "kaa/log.hpp"
+#include "work_registry.hpp"
 
 
 namespace asio = boost::asio;
@@ -39,10 +40,12 @@ thread_local MainLoop* t_loop = nullptr;
 thread_local bool t_reporting = false;
 
 void print_unhandled(std::exception_ptr e, std::string_view where) noexcept {
-    std::string text = describe(e);
-    std::fprintf(stderr, "kaa: unhandled exception in %.*s: %s\n", static_cast<int>(where.size()),
-                 where.data(), text.c_str());
-    std::fflush(stderr);
+    try {
+        log(LogLevel::error, "unhandled exception",
+            "unhandled exception in " + std::string(where) + ": " + describe(e));
+    } catch (...) {
+        log(LogLevel::error, "unhandled exception", "unhandled exception (out of memory describing it)");
+    }
 }
 
 } // namespace
@@ -287,6 +290,7 @@ MainLoop::MainLoop() : impl_(std::make_unique<Impl>()) {
         throw LoopError("kaa::MainLoop: a main loop already exists; kaa has one loop per process "
                         "(use kaa::main_loop() to reach it)");
     t_loop = this;
+    detail::install_dump_trigger(*this);  // KAA_DUMP: the dump on SIGUSR1 (kaa/debug.hpp)
 }
 
 MainLoop::~MainLoop() {
@@ -902,6 +906,7 @@ void shutdown_loop(MainLoop& loop) {
     if (im.in_shutdown)
         return;  // a shutdown slot asking for one: this is it
     im.needs_shutdown = false;
+    dump_at_shutdown(loop);  // KAA_DUMP: what is still alive, before it is aborted
     im.in_shutdown = true;
     im.busy_probes.clear();
     im.shutting_down.store(true, std::memory_order_release);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSL-1.0
 #include "stack.hpp"
+#include "work_registry.hpp"
 
 #include <signal.h>
 #include <sys/mman.h>
@@ -120,7 +121,18 @@ void segv_handler(int sig, siginfo_t* info, void* uctx) {
         write_str(rs.name ? rs.name : "?");
         write_str("' (stack size ");
         write_num(rs.size);
-        write_str(" bytes); give it a larger stack with CoroutineOptions::stack_size\n");
+        write_str(" bytes)");
+        if (site_known(rs.file, rs.line)) {
+            const char* base = rs.file;
+            for (const char* p = rs.file; *p; ++p)
+                if (*p == '/')
+                    base = p + 1;
+            write_str(", started at ");
+            write_str(base);
+            write_str(":");
+            write_num(rs.line);
+        }
+        write_str("; give it a larger stack with CoroutineOptions::stack_size\n");
         ::signal(SIGSEGV, SIG_DFL);
         ::raise(SIGSEGV);
         return;

@@ -98,6 +98,10 @@ struct RunningStackInfo {
     const char* guard_hi = nullptr;
     const char* name = nullptr;
     std::size_t size = 0;
+    // The creation site (static strings from std::source_location); line 0
+    // when unknown.
+    const char* file = nullptr;
+    unsigned line = 0;
 };
 // constinit: no dynamic initialisation, so other files reach it directly
 // rather than through a TLS wrapper call (it is set on every switch).

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: BSL-1.0
 #include "kaa/task.hpp"
 
+#include <cstdio>
+
 #include "await_support.hpp"
 #include "kaa/main_loop.hpp"
+#include "work_registry.hpp"
 
 namespace kaa {
 
@@ -23,6 +26,7 @@ void TaskCore::start(std::shared_ptr<StateBase> state, std::coroutine_handle<> h
     state_ = std::move(state);
     handle_ = h;
     running_ = true;  // the first step runs now, in the caller
+    note_state_change(since_);
     t_tasks.link(this, loop);
     state_->set_abort_hook([this](const InProgressAborted& exc, std::exception_ptr e) { return on_abort(exc, e); });
 }
@@ -32,6 +36,20 @@ void TaskCore::suspend_on(const InProgressRef& ip) {
     std::uint32_t token = token_;
     wait_id_ = ip.state()->add_callback([this, token](StateBase&) { wake(token); });
     running_ = false;
+    note_state_change(since_);
+}
+
+void TaskCore::describe(WorkRecord& r, std::int64_t now) const {
+    r.kind = WorkKind::task;
+    // A Task's frame starts with its resume function (the Itanium ABI that
+    // GCC and Clang follow): its address names the coroutine function, for
+    // addr2line or a debugger, when nothing else can.
+    void* const* frame = static_cast<void* const*>(handle_.address());
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "task (resume function %p)", frame ? frame[0] : nullptr);
+    r.name = buf;
+    r.state = running_ ? "running" : "suspended";
+    r.in_state = time_since(since_, now);
 }
 
 void TaskCore::wake(std::uint32_t token) {
@@ -62,11 +80,15 @@ void TaskCore::finish(UniqueFunction<void(StateBase&)> set_value) noexcept {
     if (ended_flag_)
         *ended_flag_ = true;
     t_tasks.unlink(this);
-    settle(take_outcome(), "task", std::move(set_value));
+    settle(take_outcome(), "task", {}, std::move(set_value));
 }
 
 } // namespace detail
 
 std::size_t active_tasks() noexcept { return detail::t_tasks.count(); }
+
+namespace detail {
+const AwaitRegistry& task_registry() noexcept { return t_tasks; }
+} // namespace detail
 
 } // namespace kaa

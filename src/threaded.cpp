@@ -10,7 +10,10 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include "kaa/main_loop.hpp"
+#include "work_registry.hpp"
 
 namespace kaa {
 
@@ -122,6 +125,13 @@ public:
             }
         }
         return false;
+    }
+
+    template <class Fn>
+    void for_each(Fn&& fn) const {
+        for (auto l = levels_.rbegin(); l != levels_.rend(); ++l)
+            for (std::size_t i = l->head; i < l->jobs.size(); ++i)
+                fn(*l->jobs[i]);
     }
 
     template <class Pred>
@@ -236,6 +246,42 @@ public:
 
     void count_late_result() { ++late_results_; }
 
+    static std::string job_name(const Job& j) { return j.name.empty() ? std::string(j.site.function) : j.name; }
+
+    /// "threaded job 'fn' on pool "name" started at file:line".
+    std::string job_origin(const Job& j) const {
+        std::string text = "threaded job '" + job_name(j) + "' on " +
+                           (name_.empty() ? std::string("the default pool") : "pool \"" + name_ + "\"");
+        std::string where = site_text(j.site);
+        return where.empty() ? text : text + " " + where;
+    }
+
+    /// Records for the running and queued jobs (see collect_jobs()).
+    void collect(std::vector<WorkRecord>& out, std::vector<const StateBase*>& states) const {
+        const std::int64_t now = coarse_now();
+        std::lock_guard lk(m_);
+        auto add = [&](const Job& j, bool running) {
+            WorkRecord r;
+            r.kind = WorkKind::job;
+            r.name = job_name(j);
+            r.callable = std::string(j.site.function);
+            r.pool = name_;
+            set_site(r, j.site);
+            if (running) {
+                r.state = "running on thread " + std::to_string(j.worker);
+                r.in_state = time_since(j.started_at, now);
+            } else {
+                r.state = "queued";
+                r.in_state = time_since(j.queued_at, now);
+            }
+            out.push_back(std::move(r));
+            states.push_back(j.state);
+        };
+        for (const std::shared_ptr<Job>* j : running_)
+            add(**j, true);
+        queue_.for_each([&](const Job& j) { add(j, false); });
+    }
+
     /// Whether a thread of this pool waiting on `s` would wait forever: it
     /// is the state of a job queued here, and the caller is the pool's only
     /// thread. (With more threads, one that is busy or just starting will
@@ -256,6 +302,7 @@ public:
         std::vector<std::thread> threads;
         std::vector<std::shared_ptr<Job>> to_stop;
         std::size_t stuck = 0;
+        std::string stuck_jobs;
         {
             std::unique_lock lk(m_);
             queue_.take_all(dropped);
@@ -278,8 +325,10 @@ public:
             if (!drained) {
                 stuck = running_.size();
                 // Their results come late, if at all: nothing waits for them.
-                for (const std::shared_ptr<Job>* j : running_)
+                for (const std::shared_ptr<Job>* j : running_) {
                     settle_undelivered(**j);
+                    stuck_jobs += "\n  " + job_origin(**j);
+                }
                 // The stuck threads exit after their job (their generation is
                 // over); the pool starts new ones when used again.
                 for (auto& t : threads_)
@@ -296,7 +345,7 @@ public:
                                  "thread pool '" + name_ + "': " + std::to_string(stuck) +
                                  " job(s) still running after the shutdown grace period; their threads are "
                                  "left to finish alone (check this_job::aborted() or the stop token in long "
-                                 "jobs)")),
+                                 "jobs):" + stuck_jobs)),
                              "thread pool shutdown");
         for (auto& t : threads)
             if (t.joinable())
@@ -343,6 +392,8 @@ private:
             }
             ~Finished() { post(); }
         } prev{nullptr, handing_over_};
+        // Once per thread: gettid() is a system call, too dear per job.
+        const int tid = static_cast<int>(::gettid());
         std::unique_lock lk(m_);
         for (;;) {
             if (gen != gen_)
@@ -372,6 +423,8 @@ private:
                 continue;
             std::shared_ptr<Job> job = queue_.pop();
             job->phase = Job::Phase::running;
+            job->started_at = coarse_now();
+            job->worker = tid;
             running_.push_back(&job);  // quiesce() may stop it
             lk.unlock();
             prev.post();
@@ -516,7 +569,8 @@ PoolImpl& resolve_pool(const std::string& name) {
 }
 } // namespace
 
-void submit_job(std::shared_ptr<StateBase> state, Job& job, const ThreadOptions& opts, UniqueFunction<void()> body) {
+void submit_job(std::shared_ptr<StateBase> state, Job& job, const ThreadOptions& opts, const WorkSite& site,
+                UniqueFunction<void()> body) {
     // One thread-local and one atomic load; MainLoop::current() throws the
     // LoopError that says how to create a loop.
     if (loop_context() != LoopContext::loop_thread) [[unlikely]] {
@@ -525,6 +579,10 @@ void submit_job(std::shared_ptr<StateBase> state, Job& job, const ThreadOptions&
                           "done can return it, or use threaded(kaa::main_thread, ...) to get there)");
     }
     PoolImpl& impl = resolve_pool(opts.pool);
+    job.site = site;
+    if (!opts.name.empty()) [[unlikely]]
+        job.name = opts.name;
+    job.queued_at = coarse_now();
     job.state = state.get();
     job.body = std::move(body);
     job.priority = opts.priority;
@@ -628,6 +686,8 @@ public:
         }
         if (s->status() == Status::pending && s->claim()) {
             s->job = nullptr;
+            if (auto p = job.pool.lock())
+                s->set_origin(p->job_origin(job));  // named if nobody observes the failure
             s->fail_claimed(std::move(error), s);
             return;
         }
@@ -637,7 +697,9 @@ public:
             std::rethrow_exception(error);
         } catch (const InProgressAborted&) {
         } catch (...) {
-            report_unhandled(std::current_exception(), "threaded job (failed after it was aborted)");
+            auto p = job.pool.lock();
+            std::string who = p ? p->job_origin(job) : std::string("threaded job");
+            report_unhandled(std::current_exception(), (who + " (failed after it was aborted)").c_str());
         }
     }
 
@@ -684,6 +746,22 @@ void post_main_thread(std::shared_ptr<StateBase> state, UniqueFunction<void()> f
 }
 
 bool job_would_deadlock(const StateBase& s) { return t_pool && t_pool->would_deadlock(&s); }
+
+void collect_jobs(std::vector<WorkRecord>& out, std::vector<const StateBase*>& states) {
+    std::vector<std::shared_ptr<PoolImpl>> pools;
+    {
+        Registry& r = registry();
+        std::lock_guard lk(r.m);
+        for (auto& w : r.active)
+            if (auto p = w.lock())
+                pools.push_back(std::move(p));
+        for (auto& [name, w] : r.pools)
+            if (auto p = w.lock(); p && std::find(pools.begin(), pools.end(), p) == pools.end())
+                pools.push_back(std::move(p));
+    }
+    for (auto& p : pools)
+        p->collect(out, states);
+}
 
 } // namespace detail
 

@@ -123,6 +123,7 @@ void arm_timeout(std::shared_ptr<StateBase> guarded, std::shared_ptr<StateBase> 
         throw NotAbortable("InProgress::timeout(d, abort=true): this operation cannot be aborted, so the "
                            "timeout could not stop it; use timeout(d) (the operation goes on) or make it "
                            "abortable");
+    out->source = guarded;  // live_work() follows a wait on the view to the operation
     std::make_shared<TimeoutCore>(std::move(guarded), std::move(out), d, abort, std::move(copy_value))->arm();
 }
 

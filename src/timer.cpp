@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <ctime>
 #include <stdexcept>
 #include <string>
@@ -13,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "kaa/main_loop.hpp"
+#include "work_registry.hpp"
 
 namespace asio = boost::asio;
 
@@ -346,6 +348,32 @@ public:
         start_once_at(when);
     }
 
+    // For kaa::live_work() (loop thread).
+    WorkSite site;
+    const StateBase* finishes = nullptr;  // delay(): the InProgress it finishes
+    void describe(WorkRecord& r) const {
+        r.kind = WorkKind::timer;
+        r.callable = std::string(site.function);
+        set_site(r, site);
+        if (finishes) {
+            r.name = "delay()";
+            r.callable.clear();
+        } else if (at_) {
+            r.name = "AtTimer";
+        } else {
+            r.name = kind_ == TimerKind::one_shot ? "OneShotTimer" : "Timer";
+        }
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due_ - Clock::now());
+        char buf[96];
+        if (at_)
+            std::snprintf(buf, sizeof buf, "armed, fires in %.3f s", static_cast<double>(left.count()) / 1000);
+        else
+            std::snprintf(buf, sizeof buf, "armed (interval %.3f s), fires in %.3f s",
+                          std::chrono::duration<double>(interval_).count(), static_cast<double>(left.count()) / 1000);
+        r.state = buf;
+    }
+    bool armed() const noexcept { return active_.load(std::memory_order_relaxed) && !released_.load(); }
+
 private:
     void attach();
 
@@ -496,6 +524,7 @@ public:
 
     void add(TimerCore* core) { cores_.insert(core); }
     void remove(TimerCore* core) noexcept { cores_.erase(core); }
+    const std::unordered_set<TimerCore*>& cores() const noexcept { return cores_; }
 
 private:
     void shutdown() override {
@@ -565,6 +594,19 @@ void throw_timed_wrong_thread() {
     throw WrongThread("kaa::Timed: call it on the loop thread (post() the call there from other threads)");
 }
 
+void collect_timers(MainLoop& loop, std::vector<WorkRecord>& out, std::vector<const StateBase*>& states) {
+    if (!asio::has_service<TimerService>(loop.context()))
+        return;
+    for (TimerCore* core : asio::use_service<TimerService>(loop.context()).cores()) {
+        if (!core->armed())
+            continue;
+        WorkRecord r;
+        core->describe(r);
+        out.push_back(std::move(r));
+        states.push_back(core->finishes);
+    }
+}
+
 void throw_empty_timer_callback() {
     throw EmptyHandle("kaa timer: the callback is empty (a null function pointer or an empty "
                       "std::function); pass something callable");
@@ -583,6 +625,11 @@ namespace {
 Timer::Timer(detail::TimerKind kind, detail::UniqueFunction<bool()> callback, std::weak_ptr<void> owner,
              bool weak)
     : core_(detail::make_timer_core(kind, std::move(callback), std::move(owner), weak)) {}
+
+Timer::Timer(detail::TimerKind kind, detail::UniqueFunction<bool()> callback, const detail::WorkSite& site)
+    : core_(detail::make_timer_core(kind, std::move(callback), {}, false)) {
+    core_->site = site;
+}
 
 Timer& Timer::operator=(Timer&& other) noexcept {
     if (this != &other) {
@@ -698,7 +745,7 @@ AtTimer::TimePoint AtTimer::next_after(TimePoint after, const std::set<int>& hou
     return found;
 }
 
-InProgress<void> delay(Duration d) {
+InProgress<void> delay(Duration d, std::source_location site) {
     detail::check_interval(d, "kaa::delay()");
     MainLoop::current(); // fail before building anything if there is no loop
     InProgress<void> ip;
@@ -722,6 +769,8 @@ InProgress<void> delay(Duration d) {
         },
         {}, false);
     core->set_breaks_cycle();
+    core->site = detail::WorkSite{site, {}};
+    core->finishes = state.get();
     state->set_abort_hook([core](const InProgressAborted&, std::exception_ptr) {
         core->stop();
         return false;

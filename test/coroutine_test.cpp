@@ -505,9 +505,9 @@ TEST(CoroutineStack, OverflowIsReportedByName) {
     GTEST_FLAG_SET(death_test_style, "threadsafe");
     auto overflow = [] {
         kaa::MainLoop loop;
-        kaa::CoroutineOptions opts;
-        opts.name = "deep-recursion";
-        opts.stack_size = 32 * 1024;
+        // Written in place, the options record this line as the creation
+        // site (a default-constructed variable would record none).
+        const kaa::CoroutineOptions opts{.name = "deep-recursion", .stack_size = 32 * 1024};
         kaa::coroutine(opts, [] {
             struct R {
                 static int down(int n) {
@@ -519,7 +519,8 @@ TEST(CoroutineStack, OverflowIsReportedByName) {
             return R::down(1 << 20);
         });
     };
-    EXPECT_DEATH(overflow(), "stack overflow in coroutine 'deep-recursion'");
+    EXPECT_DEATH(overflow(), "stack overflow in coroutine 'deep-recursion' \\(stack size [0-9]+ bytes\\), started at "
+                             "coroutine_test.cpp:[0-9]+;");
 }
 
 TEST_F(Coroutine, ExceptionsAcrossStacksAreSound) {

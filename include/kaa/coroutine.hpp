@@ -26,12 +26,14 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <source_location>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "kaa/detail/work_site.hpp"
 #include "kaa/in_progress.hpp"
 #include "kaa/progress.hpp"
 
@@ -67,6 +69,10 @@ struct CoroutineOptions {
     /// For Coroutine definitions: share the policy with other definitions
     /// (kaa's group=): e.g. two synchronized methods that must not overlap.
     std::shared_ptr<CoroutineGroup> group;
+    /// Where the options were written: the creation site that kaa::live_work()
+    /// and reports show. Options written in the call, coroutine({...}, fn),
+    /// record the call; a Coroutine definition records the definition.
+    std::source_location site = std::source_location::current();
 };
 
 namespace detail {
@@ -74,7 +80,7 @@ namespace detail {
 /// Attaches a coroutine to `state` and runs its first step. `body` runs on
 /// the coroutine's stack, stores the value into the state, and reports an
 /// escaping exception with coroutine_failed().
-void start_coroutine(std::shared_ptr<StateBase> state, const CoroutineOptions& opts,
+void start_coroutine(std::shared_ptr<StateBase> state, const CoroutineOptions& opts, const WorkSite& site,
                      UniqueFunction<void()> body);
 /// Called by `body` with the exception that escaped the user's function.
 void coroutine_failed(std::exception_ptr e) noexcept;
@@ -141,31 +147,56 @@ UniqueFunction<void()> make_coroutine_body(State<R>* s, F&& fn, Tuple&& args) {
 template <class F, class... A>
 using coroutine_result_t = std::remove_cvref_t<std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>...>>;
 
+template <class F, class... A>
+auto start_coroutine_call(const CoroutineOptions& opts, const std::source_location& where, F&& fn, A&&... args) {
+    using R = coroutine_result_t<F, A...>;
+    if (opts.policy != Policy::none)
+        throw_policy_without_definition();
+    auto state = make_state<State<R>>();
+    CoroutineInProgress<R> ip(state);
+    State<R>* raw = state.get();
+    start_coroutine(std::move(state), opts, WorkSite{where, type_name_v<std::decay_t<F>>},
+                    make_coroutine_body<R>(raw, std::forward<F>(fn), std::make_tuple(std::forward<A>(args)...)));
+    return ip;
+}
+
+inline const CoroutineOptions& default_coroutine_options() noexcept {
+    static const CoroutineOptions defaults = [] {
+        CoroutineOptions o;
+        o.site = {};  // no site: the call's own is recorded, if any
+        return o;
+    }();
+    return defaults;
+}
+
 } // namespace detail
 
 /// Starts `fn(args...)` as a coroutine and runs it to its first suspension.
-/// The arguments are copied (moved) into the coroutine.
+/// The arguments are copied (moved) into the coroutine. `opts.site` is the
+/// creation site kaa::live_work() shows.
 /// @throws WrongThread off the loop thread; LoopError without a MainLoop;
 /// UsageError if `opts` asks for a policy (use a Coroutine definition).
 template <class F, class... A>
 auto coroutine(const CoroutineOptions& opts, F&& fn, A&&... args) {
-    using R = detail::coroutine_result_t<F, A...>;
-    if (opts.policy != Policy::none)
-        detail::throw_policy_without_definition();
-    auto state = detail::make_state<detail::State<R>>();
-    CoroutineInProgress<R> ip(state);
-    detail::State<R>* raw = state.get();
-    detail::start_coroutine(std::move(state), opts,
-                            detail::make_coroutine_body<R>(raw, std::forward<F>(fn),
-                                                           std::make_tuple(std::forward<A>(args)...)));
-    return ip;
+    return detail::start_coroutine_call(opts, opts.site, std::forward<F>(fn), std::forward<A>(args)...);
 }
 
-template <class F, class... A>
+/// The same with default options; the call is the creation site.
+template <class F>
     requires(!std::is_same_v<std::remove_cvref_t<F>, CoroutineOptions>)
-auto coroutine(F&& fn, A&&... args) {
-    static const CoroutineOptions defaults{};
-    return coroutine(defaults, std::forward<F>(fn), std::forward<A>(args)...);
+auto coroutine(F&& fn, std::source_location site = std::source_location::current()) {
+    return detail::start_coroutine_call(detail::default_coroutine_options(), site, std::forward<F>(fn));
+}
+
+/// The same with arguments: no creation site is recorded (a defaulted
+/// source_location cannot follow them); write coroutine({}, fn, args...)
+/// to have one.
+template <class F, class A0, class... A>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, CoroutineOptions> &&
+             !std::is_same_v<std::remove_cvref_t<A0>, std::source_location>)
+auto coroutine(F&& fn, A0&& arg0, A&&... args) {
+    return detail::start_coroutine_call(detail::default_coroutine_options(), std::source_location(),
+                                        std::forward<F>(fn), std::forward<A0>(arg0), std::forward<A>(args)...);
 }
 
 /// Shared policy state of one or more Coroutine definitions (kaa's group).
@@ -222,7 +253,8 @@ template <class R, class... Args>
 class Coroutine<R(Args...)> {
 public:
     template <class F>
-    Coroutine(CoroutineOptions opts, F&& fn) : opts_(std::move(opts)) {
+    Coroutine(CoroutineOptions opts, F&& fn)
+        : opts_(std::move(opts)), function_(detail::type_name_v<std::decay_t<F>>) {
         if constexpr (std::is_invocable_v<F&, const InProgress<R>&, Args...>) {
             fn_ = std::forward<F>(fn);
         } else {
@@ -243,7 +275,8 @@ public:
     }
     template <class F>
         requires(!std::is_same_v<std::remove_cvref_t<F>, CoroutineOptions>)
-    explicit Coroutine(F&& fn) : Coroutine(CoroutineOptions{}, std::forward<F>(fn)) {}
+    explicit Coroutine(F&& fn, std::source_location site = std::source_location::current())
+        : Coroutine(options_at(site), std::forward<F>(fn)) {}
 
     CoroutineInProgress<R> operator()(Args... args) {
         auto& unfinished = group_->unfinished();
@@ -266,11 +299,12 @@ public:
             if (policy_ == Policy::synchronized) {
                 // The options are copied: a queued call may start after this
                 // definition is gone.
-                group_->run_or_queue(ip, [state = std::move(state), opts = opts_, body = std::move(body)]() mutable {
-                    detail::start_coroutine(std::move(state), opts, std::move(body));
+                group_->run_or_queue(ip, [state = std::move(state), opts = opts_, site = site(),
+                                          body = std::move(body)]() mutable {
+                    detail::start_coroutine(std::move(state), opts, site, std::move(body));
                 });
             } else {
-                detail::start_coroutine(std::move(state), opts_, std::move(body));
+                detail::start_coroutine(std::move(state), opts_, site(), std::move(body));
             }
         } catch (...) {
             // Not started (no stack, say): it must not count as running.
@@ -283,7 +317,15 @@ public:
     const CoroutineOptions& options() const noexcept { return opts_; }
 
 private:
+    detail::WorkSite site() const noexcept { return {opts_.site, function_}; }
+    static CoroutineOptions options_at(std::source_location site) {
+        CoroutineOptions o;
+        o.site = site;
+        return o;
+    }
+
     CoroutineOptions opts_;
+    std::string_view function_;  // the callable's type (a static string)
     Policy policy_ = Policy::none;
     std::function<R(const InProgress<R>&, Args...)> fn_;
     std::shared_ptr<CoroutineGroup> group_;

@@ -30,6 +30,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -132,6 +133,13 @@ public:
     void* job = nullptr;
     /// The operation's progress, if its producer reports any.
     std::shared_ptr<Progress> progress;
+    /// The operation this one finishes like (finish(other), noabort(),
+    /// timeout()): kaa::live_work() follows wait chains through it.
+    std::weak_ptr<StateBase> source;
+
+    /// Names the producer ("coroutine 'x' started at a.cpp:12") in the report
+    /// of a failure that nobody observes. Set by producers that failed.
+    void set_origin(std::string origin);
 
     /// Marks, for its lifetime, one reference to the state as held only by
     /// the code finishing it (library plumbing: an I/O channel serving a
@@ -198,6 +206,7 @@ private:
     std::exception_ptr error_;
     AbortHook abort_hook_;
     std::unique_ptr<Signal<void(const InProgressAborted&)>> abort_signal_;
+    std::unique_ptr<std::string> origin_;  // see set_origin()
 
     friend class kaa::InProgressRef;
 };
@@ -582,6 +591,7 @@ const InProgress<T>& InProgress<T>::finish(const InProgress<T>& other) const {
     if (!s.claim())
         detail::throw_already_finished("finish(InProgress)");
     auto self = typed_ptr();
+    s.source = other.state_;
     auto relay = [self](detail::StateBase& o) {
         std::shared_ptr<detail::StateBase> base = self;
         if (o.status() == detail::Status::succeeded) {

@@ -8,6 +8,7 @@
 
 #include "kaa/asio.hpp"
 #include "kaa/coroutine.hpp"
+#include "kaa/debug.hpp"
 #include "kaa/errors.hpp"
 #include "kaa/event.hpp"
 #include "kaa/fwd.hpp"
@@ -19,6 +20,7 @@
 #include "kaa/io_channel.hpp"
 #include "kaa/io_context_host.hpp"
 #include "kaa/io_monitor.hpp"
+#include "kaa/log.hpp"
 #include "kaa/main_loop.hpp"
 #include "kaa/process.hpp"
 #include "kaa/scope.hpp"

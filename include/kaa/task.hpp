@@ -65,6 +65,7 @@ public:
 
     // Used by src/task.cpp.
     bool on_abort(const InProgressAborted& exc, std::exception_ptr e) override;
+    void describe(WorkRecord& r, std::int64_t now) const override;
     void wake(std::uint32_t token);
     void resume();
 

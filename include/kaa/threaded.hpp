@@ -29,12 +29,14 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <source_location>
 #include <stop_token>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 
+#include "kaa/detail/work_site.hpp"
 #include "kaa/in_progress.hpp"
 #include "kaa/progress.hpp"
 
@@ -103,6 +105,12 @@ struct ThreadOptions {
     /// Create a Progress for the job: this_job::progress() inside,
     /// InProgressRef::progress() outside.
     bool progress = false;
+    /// The job's name in kaa::live_work() and in reports; empty: derived
+    /// from the callable's type.
+    std::string name = {};
+    /// Where the options were written: the creation site kaa::live_work()
+    /// and reports show (options written in the call record the call).
+    std::source_location site = std::source_location::current();
 };
 
 /// The InProgress of a threaded job.
@@ -144,6 +152,13 @@ public:
     // From submission until the loop has the outcome (or dropped it): what
     // run_until_idle() and a virtual clock wait for (see settle_undelivered()).
     std::atomic<bool> undelivered{false};
+    // For kaa::live_work() and reports: set at submission (loop thread),
+    // then `started_at` and `worker` under the pool's mutex.
+    WorkSite site;
+    std::string name;  // ThreadOptions::name; empty: site.function
+    std::int64_t queued_at = 0;
+    std::int64_t started_at = 0;
+    int worker = 0;  // the running worker's thread id (gettid)
 
     /// Asks the job to stop (any thread): aborted() turns true, and the stop
     /// token, if the job took one, is requested. Stop callbacks run on the
@@ -170,7 +185,8 @@ public:
 
 /// Queues `job` (part of `state`) on the pool named by `opts.pool`. Its body
 /// runs on a worker and reports through job_succeeded() / job_failed().
-void submit_job(std::shared_ptr<StateBase> state, Job& job, const ThreadOptions& opts, UniqueFunction<void()> body);
+void submit_job(std::shared_ptr<StateBase> state, Job& job, const ThreadOptions& opts, const WorkSite& site,
+                UniqueFunction<void()> body);
 /// Called by a job body with the exception that escaped the callable.
 void job_failed(std::exception_ptr e) noexcept;
 /// Called by a job body when the callable returned normally.
@@ -195,12 +211,10 @@ void post_main_thread(std::shared_ptr<StateBase> state, UniqueFunction<void()> f
 
 } // namespace detail
 
-/// Runs `fn(args...)` on a worker thread (see ThreadOptions) and returns its
-/// InProgress at once. If `fn` takes a std::stop_token first, it gets one
-/// that is requested when the job is aborted.
-/// @throws UnknownPool for an unknown pool name; LoopError without a loop.
+namespace detail {
+
 template <class F, class... A>
-auto threaded(const ThreadOptions& opts, F&& fn, A&&... args) {
+auto submit_threaded(const ThreadOptions& opts, const std::source_location& where, F&& fn, A&&... args) {
     using Fn = std::decay_t<F>;
     using R = typename detail::job_result<Fn, std::decay_t<A>...>::type;
     auto state = detail::make_state<detail::JobState<R>>();
@@ -208,7 +222,7 @@ auto threaded(const ThreadOptions& opts, F&& fn, A&&... args) {
     detail::State<R>* s = state.get();
     detail::Job& job = state->job;
     detail::submit_job(
-        std::move(state), job, opts,
+        std::move(state), job, opts, detail::WorkSite{where, detail::type_name_v<Fn>},
         [s, fn = Fn(std::forward<F>(fn)), args = std::make_tuple(std::forward<A>(args)...)]() mutable {
             // The exception leaves the catch block while `error` still holds
             // it, then moves to the loop: its last reference always goes on
@@ -231,12 +245,44 @@ auto threaded(const ThreadOptions& opts, F&& fn, A&&... args) {
     return ip;
 }
 
+inline const ThreadOptions& default_thread_options() noexcept {
+    static const ThreadOptions defaults = [] {
+        ThreadOptions o;
+        o.site = {};  // no site: the call's own is recorded, if any
+        return o;
+    }();
+    return defaults;
+}
+
+} // namespace detail
+
+/// Runs `fn(args...)` on a worker thread (see ThreadOptions) and returns its
+/// InProgress at once. If `fn` takes a std::stop_token first, it gets one
+/// that is requested when the job is aborted. `opts.site` is the creation
+/// site kaa::live_work() shows.
+/// @throws UnknownPool for an unknown pool name; LoopError without a loop.
 template <class F, class... A>
+auto threaded(const ThreadOptions& opts, F&& fn, A&&... args) {
+    return detail::submit_threaded(opts, opts.site, std::forward<F>(fn), std::forward<A>(args)...);
+}
+
+/// The same on the default pool; the call is the creation site.
+template <class F>
     requires(!std::is_same_v<std::remove_cvref_t<F>, ThreadOptions> &&
              !std::is_same_v<std::remove_cvref_t<F>, MainThreadTag>)
-auto threaded(F&& fn, A&&... args) {
-    static const ThreadOptions defaults{};
-    return threaded(defaults, std::forward<F>(fn), std::forward<A>(args)...);
+auto threaded(F&& fn, std::source_location site = std::source_location::current()) {
+    return detail::submit_threaded(detail::default_thread_options(), site, std::forward<F>(fn));
+}
+
+/// The same with arguments: no creation site is recorded (write
+/// threaded({}, fn, args...) to have one).
+template <class F, class A0, class... A>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, ThreadOptions> &&
+             !std::is_same_v<std::remove_cvref_t<F>, MainThreadTag> &&
+             !std::is_same_v<std::remove_cvref_t<A0>, std::source_location>)
+auto threaded(F&& fn, A0&& arg0, A&&... args) {
+    return detail::submit_threaded(detail::default_thread_options(), std::source_location(), std::forward<F>(fn),
+                                   std::forward<A0>(arg0), std::forward<A>(args)...);
 }
 
 /// Runs `fn(args...)` on the loop thread (kaa's MainThreadCallable). Called

@@ -49,6 +49,7 @@
 
 #include "kaa/detail/function.hpp"
 #include "kaa/detail/loop_access.hpp"
+#include "kaa/detail/work_site.hpp"
 #include "kaa/errors.hpp"
 #include "kaa/fwd.hpp"
 #include "kaa/in_progress.hpp"
@@ -108,9 +109,11 @@ public:
     /// A stopped timer that will call `callback()`. The callback returns void
     /// (the timer repeats) or bool (false stops it).
     /// @throws EmptyHandle if `callback` is an empty std::function or null.
+    /// `site` is the creation site kaa::live_work() shows.
     template <detail::TimerCallback F>
-    explicit Timer(F&& callback)
-        : Timer(detail::TimerKind::repeating, detail::wrap_timer_callback(std::forward<F>(callback))) {}
+    explicit Timer(F&& callback, std::source_location site = std::source_location::current())
+        : Timer(detail::TimerKind::repeating, detail::wrap_timer_callback(std::forward<F>(callback)),
+                detail::WorkSite{site, detail::type_name_v<std::decay_t<F>>}) {}
 
     Timer(Timer&&) noexcept = default;
     /// Stops the timer this one held, then takes over `other`'s.
@@ -146,6 +149,7 @@ public:
 protected:
     Timer(detail::TimerKind kind, detail::UniqueFunction<bool()> callback, std::weak_ptr<void> owner = {},
           bool weak = false);
+    Timer(detail::TimerKind kind, detail::UniqueFunction<bool()> callback, const detail::WorkSite& site);
 
     detail::TimerCore& core() const;
 
@@ -160,8 +164,9 @@ private:
 class OneShotTimer : public Timer {
 public:
     template <detail::TimerCallback F>
-    explicit OneShotTimer(F&& callback)
-        : Timer(detail::TimerKind::one_shot, detail::wrap_timer_callback(std::forward<F>(callback))) {}
+    explicit OneShotTimer(F&& callback, std::source_location site = std::source_location::current())
+        : Timer(detail::TimerKind::one_shot, detail::wrap_timer_callback(std::forward<F>(callback)),
+                detail::WorkSite{site, detail::type_name_v<std::decay_t<F>>}) {}
 };
 
 /// A repeating timer bound weakly to an owner (kaa.WeakTimer): once the owner
@@ -440,6 +445,6 @@ private:
 /// keeps the operation alive, so `delay(d).connect(f)` works without keeping
 /// the handle. Callable from any thread; it finishes on the loop thread.
 /// @throws std::invalid_argument if `d` is negative; LoopError if no MainLoop exists.
-InProgress<void> delay(Duration d);
+InProgress<void> delay(Duration d, std::source_location site = std::source_location::current());
 
 } // namespace kaa

@@ -9,9 +9,14 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <string>
 #include <utility>
 
 #include "kaa/in_progress.hpp"
+
+namespace kaa {
+struct WorkRecord;
+}
 
 namespace kaa::detail {
 
@@ -35,6 +40,12 @@ public:
 
     /// The body threw `e`.
     void failed(std::exception_ptr e) noexcept { error_ = std::move(e); }
+
+    /// For kaa::live_work() (loop thread): fills in the record's kind, name,
+    /// state and creation site; `now` is the coarse clock's reading.
+    virtual void describe(WorkRecord& r, std::int64_t now) const = 0;
+    /// What it waits on (empty while running or time-slicing).
+    const InProgressRef& waiting_on() const noexcept { return waiting_on_; }
 
     // Registry links (see src/await_support.hpp).
     AwaitCore* next = nullptr;
@@ -88,7 +99,10 @@ protected:
     /// empty function when the value is already in the state). An error
     /// thrown while unwinding from an abort, and an InProgress that someone
     /// else finished, are reported; `kind` ("coroutine", "task") names it.
-    static void settle(Outcome o, const char* kind, UniqueFunction<void(StateBase&)> set_value) noexcept;
+    /// `origin` ("coroutine 'x' started at a.cpp:12", or empty) goes into
+    /// those reports and is kept for the report of a failure nobody observes.
+    static void settle(Outcome o, const char* kind, std::string origin,
+                       UniqueFunction<void(StateBase&)> set_value) noexcept;
 
     std::shared_ptr<StateBase> state_;
     std::exception_ptr error_;
@@ -97,6 +111,7 @@ protected:
     InProgressRef waiting_on_;
     std::uint32_t wait_id_ = 0;
     std::uint32_t token_ = 0;  // bumped to void scheduled wake-ups
+    std::int64_t since_ = 0;   // coarse clock when it entered its state; 0: not timed
     bool running_ = false;
     bool aborted_ = false;
 

@@ -10,10 +10,10 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/context/detail/fcontext.hpp>
 
 #include "fiber_switch.hpp"
+#include "loop_timer.hpp"
 #include "kaa/main_loop.hpp"
 #include "await_support.hpp"
 #include "stack.hpp"
@@ -253,7 +253,7 @@ public:
 
     void schedule_timer(Duration d, std::uint32_t token) {
         if (!timer_)
-            timer_ = std::make_unique<boost::asio::steady_timer>(MainLoop::current().context());
+            timer_ = std::make_unique<LoopTimer>(MainLoop::current().context());
         timer_->expires_after(d);
         timer_->async_wait([s = state_, token](const boost::system::error_code& ec) {
             if (ec)
@@ -349,7 +349,7 @@ private:
     bool zombie_ = false;      // ended, kept for the TimeSlice tasks that pin it
     std::uint32_t pins_ = 0;   // TimeSlice tasks queued for it
     RunningStackInfo stack_info_;
-    std::unique_ptr<boost::asio::steady_timer> timer_;
+    std::unique_ptr<LoopTimer> timer_;
     FiberAnnotations fiber_;
 };
 

@@ -446,10 +446,13 @@ bool InProgressRef::wait_for(std::optional<Duration> timeout) const {
         throw WouldDeadlock("InProgress::wait() on a threaded job queued behind the calling job on its "
                             "own pool, which has no other thread to run it: it could never finish");
     if (loop && loop->is_main_thread()) {
-        // On the loop thread: run nested iterations until it finishes.
+        // On the loop thread: run nested iterations until it finishes. The
+        // time is the loop's (virtual on a VirtualClock loop).
+        if (timeout)
+            deadline = loop->now() + *timeout;
         while (!s.finished()) {
             if (deadline) {
-                auto left = *deadline - Clock::now();
+                auto left = *deadline - loop->now();
                 if (left <= Duration::zero())
                     return false;
                 loop->step(left);

@@ -20,6 +20,8 @@
 #include "handler_slot.hpp"
 #include "kaa/log.hpp"
 #include "work_registry.hpp"
+#include "kaa/virtual_clock.hpp"
+#include "virtual_time.hpp"
 
 
 namespace asio = boost::asio;
@@ -66,6 +68,11 @@ using WakeAllocator = detail::SlotAllocator<void, WakeSlot>;
 } // namespace
 
 struct MainLoop::Impl {
+    // A loop made with a VirtualClock: its time, and its copy of the handle.
+    // Before `io`: the timers that Asio's shutdown destroys cancel their
+    // waits in it (see LoopTimer).
+    std::shared_ptr<detail::VirtualTime> vtime;
+    std::optional<VirtualClock> vclock;
     // Before `io`: handlers still queued in it are freed into it when the
     // io_context goes.
     WakeSlot wake_slot;
@@ -240,6 +247,51 @@ struct MainLoop::Impl {
                 !direct_pending.load(std::memory_order_acquire));
     }
 
+    /// Whether work is on its way that the loop can see but not yet run: a
+    /// threaded job queued or running, or its result posted. The probes are
+    /// asked before the queues: a worker posts a job's result before its
+    /// pool stops counting the job, so in this order a result in flight is
+    /// seen in one place or the other, never missed between them.
+    bool work_in_flight() {
+        for (auto& probe : busy_probes)
+            if (probe())
+                return true;
+        return remote_pending.load(std::memory_order_acquire) || direct_pending.load(std::memory_order_acquire);
+    }
+
+    /// A virtual loop's step about to block: polls for I/O that is ready,
+    /// then, if nothing is (and no job is in flight), jumps the time to the
+    /// next deadline or the end of the step's timeout, whichever is first.
+    /// Returns whether the step has something to do now; false: it blocks
+    /// for real (no deadline at all, autojump off, or a job's result to
+    /// wait for -- its post wakes the loop).
+    template <class Guarded>
+    bool virtual_idle(std::optional<Duration> timeout, Guarded& guarded) {
+        detail::VirtualTime& vt = *vtime;
+        if (vt.due())
+            return true;
+        if (!vt.autojump.load(std::memory_order_acquire))
+            return false;
+        if (asio_work.load() > 1) {
+            std::size_t n = 0;
+            guarded([&] { return n = io.poll(); });
+            if (n > 0 || ready_now())
+                return true;
+        }
+        if (work_in_flight())
+            return false;
+        std::optional<Clock::time_point> target = vt.next_deadline();
+        const Clock::time_point now = vt.now();
+        // A timeout beyond any deadline a test could mean (Duration::max()
+        // included) is no deadline.
+        if (timeout && *timeout < std::chrono::hours(24 * 365 * 100) && (!target || now + *timeout < *target))
+            target = now + *timeout;
+        if (!target)
+            return false;
+        vt.jump_to(*target);
+        return true;
+    }
+
     /// From another thread: queues `fn` on `loop` (the current loop if null)
     /// and wakes it. False, `fn` untouched, if that loop is not (any more) the
     /// current one -- checked under the lock the destructor takes.
@@ -293,6 +345,12 @@ MainLoop::MainLoop() : impl_(std::make_unique<Impl>()) {
     detail::install_dump_trigger(*this);  // KAA_DUMP: the dump on SIGUSR1 (kaa/debug.hpp)
 }
 
+MainLoop::MainLoop(const VirtualClock& clock) : MainLoop() {
+    impl_->vclock.emplace(clock);
+    impl_->vtime = clock.time_;
+    impl_->vtime->in_use.store(true, std::memory_order_release);
+}
+
 MainLoop::~MainLoop() {
     if (impl_->loop_thread.joinable()) {
         if (impl_->loop_thread.get_id() == std::this_thread::get_id()) {
@@ -330,6 +388,10 @@ MainLoop::~MainLoop() {
     // release InProgress states that report through the loop. (Moved out
     // first: a destructor may queue more, which must not land in a vector
     // that is being cleared.)
+    if (impl_->vtime) {
+        impl_->vtime->clear();
+        impl_->vtime->in_use.store(false, std::memory_order_release);
+    }
     for (Impl::Queue* q : {&impl_->local, &impl_->remote_ready}) {
         std::vector<Task> dropped = std::move(q->items);
         q->items.clear();
@@ -378,6 +440,14 @@ bool MainLoop::is_shutting_down() const noexcept { return impl_->shutting_down.l
 
 MainLoop::Signals& MainLoop::signals() noexcept { return impl_->signals; }
 
+Clock::time_point MainLoop::now() const noexcept { return impl_->vtime ? impl_->vtime->now() : Clock::now(); }
+
+std::chrono::system_clock::time_point MainLoop::wall_now() const noexcept {
+    return impl_->vtime ? impl_->vtime->wall_now() : std::chrono::system_clock::now();
+}
+
+VirtualClock* MainLoop::virtual_clock() noexcept { return impl_->vclock ? &*impl_->vclock : nullptr; }
+
 asio::io_context& MainLoop::context() noexcept { return impl_->io; }
 
 bool MainLoop::has_ready_work() const noexcept {
@@ -404,6 +474,9 @@ int MainLoop::attach_host(HostHooks hooks) {
                         "loop, instead of run()");
     if (im.asio_host)
         throw LoopError("MainLoop::attach_host(): a host loop is attached already; detach_host() first");
+    if (im.vtime)
+        throw LoopError("MainLoop::attach_host(): this loop runs on a VirtualClock, whose time only its own "
+                        "iterations move; run it standalone (run(), step(), run_until_idle())");
     im.asio_host.emplace(im.io);
     im.host = std::move(hooks);
     {
@@ -612,7 +685,14 @@ bool MainLoop::step(std::optional<Duration> timeout) {
     // A pending stop() does not keep step() from waiting: run() checks it
     // before every step, and stop() wakes a waiting step. (Not waiting here
     // made a nested wait() inside a callback that called stop() spin.)
-    const bool wait = (!timeout || *timeout > Duration::zero()) && !im.ready_now();
+    bool wait = (!timeout || *timeout > Duration::zero()) && !im.ready_now();
+    if (im.vtime) [[unlikely]] {
+        // The timeout is virtual too: a real wait cannot end it (only a jump
+        // or advance() can), so a step that blocks waits for an event.
+        if (wait && im.virtual_idle(timeout, guarded))
+            wait = false;
+        timeout = std::nullopt;
+    }
     if (!wait && (++im.polls & 63) == 0 && im.io.stopped())
         im.io.restart();
     if (wait) {
@@ -638,6 +718,14 @@ bool MainLoop::step(std::optional<Duration> timeout) {
     // Asio's per-call setup on every time slice. A host (guest mode) learns
     // of I/O readiness through the epoll fd, which only a poll drains, so
     // then it always polls.
+    if (im.vtime) [[unlikely]] {
+        // The virtual deadlines due now, where Asio would run its timers.
+        for (auto& handler : im.vtime->take_due()) {
+            Task t = std::move(handler);
+            Impl::run_guarded(*this, t, "timer");
+            ++ran;
+        }
+    }
     if (wait || im.asio_host || im.asio_work.load() > 1)
         guarded([&] { return im.io.poll(); });
     im.collect_remote();
@@ -728,14 +816,14 @@ void MainLoop::run_until_idle() {
     // Live work: what a step runs or waits for. Asio's count includes the
     // loop's own guard; every timer, delay, I/O wait and queued handler adds
     // to it. Threaded jobs are the pools' (their probes).
+    // Virtual deadlines are live work as Asio's timers are -- while the
+    // clock jumps to them; with autojump off only the caller's advance() can
+    // reach them, so it gets control back. The pools are asked before the
+    // queues (see work_in_flight()).
     auto busy = [&] {
-        if (im.ready_now() || im.remote_pending.load(std::memory_order_acquire) ||
-            im.direct_pending.load(std::memory_order_acquire) || im.asio_work.load() > 1)
-            return true;
-        for (auto& probe : im.busy_probes)
-            if (probe())
-                return true;
-        return false;
+        return im.work_in_flight() || im.ready_now() || im.asio_work.load() > 1 ||
+               (im.vtime && im.vtime->pending() &&
+                (im.vtime->due() || im.vtime->autojump.load(std::memory_order_acquire)));
     };
     while (!im.stop_requested.load(std::memory_order_acquire) && busy())
         step();
@@ -890,6 +978,8 @@ std::uint64_t loop_iteration() noexcept {
     MainLoop* l = g_current.load(std::memory_order_acquire);
     return l ? l->impl_->iteration : 0;
 }
+
+const std::shared_ptr<VirtualTime>& virtual_time_of(const MainLoop& loop) noexcept { return loop.impl_->vtime; }
 
 void add_busy_probe(MainLoop& loop, UniqueFunction<bool()> probe) {
     loop.impl_->busy_probes.push_back(std::move(probe));

@@ -15,6 +15,7 @@
 
 #include "kaa/main_loop.hpp"
 #include "work_registry.hpp"
+#include "loop_timer.hpp"
 
 namespace asio = boost::asio;
 
@@ -31,6 +32,13 @@ using SysClock = std::chrono::system_clock;
 // (or the machine resuming from suspend, which the steady clock does not
 // count) delays a firing by at most this much.
 constexpr Duration wall_clock_recheck = std::chrono::minutes(1);
+
+// How long an AtTimer's steady wait may be. A virtual loop's wall clock moves
+// with its steady clock, so nothing can set it forward behind the timer's
+// back: one wait to the deadline (one jump, not one a minute).
+Duration wall_wait(Duration wait) {
+    return current_virtual_time() ? wait : std::min(wait, wall_clock_recheck);
+}
 
 struct AtSchedule {
     std::set<int> hours;
@@ -263,7 +271,7 @@ public:
         }
         at_ = false;
         interval_ = interval;
-        due_ = Clock::now() + interval;
+        due_ = loop_now() + interval;
         interval_rep_.store(interval.count(), std::memory_order_relaxed);
         activate();
         arm_later();
@@ -277,9 +285,9 @@ public:
         next_ = when;
         last_scheduled_ = when;
         next_rep_.store(when.time_since_epoch().count(), std::memory_order_relaxed);
-        SysClock::time_point now = SysClock::now();
+        SysClock::time_point now = loop_wall_now();
         Duration wait = when > now ? std::chrono::ceil<Duration>(when - now) : Duration::zero();
-        due_ = Clock::now() + std::min(wait, wall_clock_recheck);
+        due_ = loop_now() + wall_wait(wait);
         activate();
         arm_later();
     }
@@ -292,7 +300,7 @@ public:
             return;
         at_ = true;
         schedule_ = std::move(schedule);
-        SysClock::time_point base = SysClock::now();
+        SysClock::time_point base = loop_wall_now();
         if (last_scheduled_ && *last_scheduled_ > base)
             base = *last_scheduled_;
         schedule_next_at(base);
@@ -306,13 +314,8 @@ public:
         // A fire-and-forget call is over once it is stopped; every caller
         // holds a reference of its own, so this is not the last one.
         self_.reset();
-        if (timer_) {
-            try {
-                timer_->cancel();
-            } catch (...) {
-                // The generation check makes the orphaned wait harmless.
-            }
-        }
+        if (timer_)
+            timer_->cancel();  // the generation check makes an orphaned wait harmless
     }
 
     // The loop's io_context is going away (see TimerService::shutdown).
@@ -429,10 +432,10 @@ private:
         }
         if (at_) {
             // The steady wait is over; the wall clock decides.
-            SysClock::time_point now = SysClock::now();
+            SysClock::time_point now = loop_wall_now();
             if (now < next_) {
-                due_ = Clock::now() +
-                       std::min<Duration>(std::chrono::ceil<Duration>(next_ - now), wall_clock_recheck);
+                due_ = loop_now() +
+                       wall_wait(std::chrono::ceil<Duration>(next_ - now));
                 arm_now();
                 return;
             }
@@ -450,14 +453,14 @@ private:
             return;
         }
         if (at_) {
-            schedule_next_at(std::max(next_, SysClock::now()));
+            schedule_next_at(std::max(next_, loop_wall_now()));
             arm_now();
         } else if (interval_ == Duration::zero()) {
             // Posted from this iteration's queue, so it runs in the next one.
             arm_later();
         } else {
             // Phase-locked: keep the original cadence, drop missed ticks.
-            Clock::time_point now = Clock::now();
+            Clock::time_point now = loop_now();
             due_ += interval_;
             if (due_ <= now)
                 due_ += ((now - due_) / interval_ + 1) * interval_;
@@ -470,9 +473,9 @@ private:
                                     schedule_.weekdays);
         last_scheduled_ = next_;
         next_rep_.store(next_.time_since_epoch().count(), std::memory_order_relaxed);
-        SysClock::time_point now = SysClock::now();
+        SysClock::time_point now = loop_wall_now();
         Duration wait = next_ > now ? std::chrono::ceil<Duration>(next_ - now) : Duration::zero();
-        due_ = Clock::now() + std::min(wait, wall_clock_recheck);
+        due_ = loop_now() + wall_wait(wait);
     }
 
     bool invoke() {
@@ -496,7 +499,7 @@ private:
     std::uint64_t generation_ = 0;
     Duration interval_{};
     Clock::time_point due_{};
-    std::optional<asio::steady_timer> timer_;
+    std::optional<LoopTimer> timer_;
     TimerService* service_ = nullptr;
 
     AtSchedule schedule_;

@@ -10,6 +10,9 @@
 //    iteration count (never by wall-clock time), so a test that would hang
 //    fails instead.
 //  * ExceptionCapture is the RAII capture itself, usable without the fixture.
+//  * With KAA_TEST_VIRTUAL_CLOCK=1 in the environment, LoopTest's loop runs
+//    on a kaa::VirtualClock (make_test_loop()): ctest reruns the timer and
+//    timeout suites that way (test/CMakeLists.txt, *_on_virtual_clock).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -21,8 +24,12 @@
 #include <utility>
 #include <vector>
 
+#include <cstdlib>
+#include <string_view>
+
 #include "kaa/errors.hpp"
 #include "kaa/main_loop.hpp"
+#include "kaa/virtual_clock.hpp"
 
 namespace kaa::test {
 
@@ -101,6 +108,20 @@ bool step_until(MainLoop& loop, Pred&& pred, int max_iterations = 1000,
     return pred();
 }
 
+/// Whether the suite runs on virtual time (KAA_TEST_VIRTUAL_CLOCK=1).
+inline bool virtual_clock_requested() {
+    const char* v = std::getenv("KAA_TEST_VIRTUAL_CLOCK");
+    return v && std::string_view(v) == "1";
+}
+
+/// The loop a test fixture owns: a real one, or one on a fresh VirtualClock
+/// with autojump when virtual_clock_requested().
+inline MainLoop make_test_loop() {
+    if (virtual_clock_requested())
+        return MainLoop(VirtualClock());
+    return MainLoop();
+}
+
 /// A fixture that owns the process's loop for one test.
 class LoopTest : public ::testing::Test {
 protected:
@@ -134,7 +155,7 @@ protected:
         loop.run();
     }
 
-    MainLoop loop;
+    MainLoop loop = make_test_loop();
     ExceptionCapture reports{loop};
 };
 

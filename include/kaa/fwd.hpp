@@ -23,6 +23,7 @@ class OneShotTimer;
 class WeakTimer;
 class AtTimer;
 class Progress;
+class VirtualClock;
 
 namespace detail {
 class StateBase;

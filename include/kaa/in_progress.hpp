@@ -337,8 +337,9 @@ public:
     std::shared_ptr<Progress> progress() const { return st().progress; }
 
     /// Blocks until finished, at most `timeout`; returns whether it finished.
-    /// On the loop thread it runs nested loop iterations (kaa's wait());
-    /// elsewhere it blocks the thread.
+    /// On the loop thread it runs nested loop iterations (kaa's wait()), and
+    /// `timeout` is the loop's time (virtual on a VirtualClock loop);
+    /// elsewhere it blocks the thread for real time.
     /// @throws UsageError inside a coroutine (use this_coroutine::await);
     /// WouldDeadlock when the wait could never end (a worker waiting for a
     /// job queued behind itself on its own serial thread); LoopError when no

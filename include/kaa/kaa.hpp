@@ -32,3 +32,4 @@
 #include "kaa/threaded.hpp"
 #include "kaa/threaded_host.hpp"
 #include "kaa/timer.hpp"
+#include "kaa/virtual_clock.hpp"

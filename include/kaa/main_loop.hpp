@@ -32,6 +32,9 @@ class io_context;
 namespace kaa {
 
 namespace detail {
+struct VirtualTime;
+/// The time of a loop made with a VirtualClock; null for a real loop.
+const std::shared_ptr<VirtualTime>& virtual_time_of(const MainLoop& loop) noexcept;
 /// Registers work to run when the loop shuts down (before `shutdown` is
 /// emitted): the coroutine registry and thread pools use it.
 void add_shutdown_hook(MainLoop& loop, UniqueFunction<void()> hook);
@@ -94,6 +97,11 @@ public:
     /// Creates the loop and makes the calling thread the main thread.
     /// @throws LoopError if another MainLoop exists.
     MainLoop();
+    /// A loop whose timers run on `clock` instead of the real clocks, for
+    /// tests (kaa/virtual_clock.hpp): its time jumps to the next deadline
+    /// when nothing else can happen. The loop keeps a copy of the handle.
+    /// @throws LoopError if another MainLoop exists.
+    explicit MainLoop(const VirtualClock& clock);
     /// Shuts the loop down if it is not yet (see run()) and releases it.
     ~MainLoop();
     MainLoop(const MainLoop&) = delete;
@@ -138,8 +146,9 @@ public:
     /// nothing will finish (kaa::active_coroutines() counts them): a deadlock
     /// made visible, never a hang. Work the loop cannot know of -- a thread
     /// of your own that will post() later -- is not waited for. A repeating
-    /// timer is live work: it never returns while one is active. stop()
-    /// makes it return after the current iteration.
+    /// timer is live work: it never returns while one is active. So is a
+    /// deadline on a VirtualClock loop while the clock jumps (autojump on).
+    /// stop() makes it return after the current iteration.
     /// @throws what escaped a callback with nothing connected to `exception`
     /// (as step()); LoopError inside run() or attached to a host;
     /// WrongThread off the loop thread.
@@ -183,6 +192,15 @@ public:
 
     Signals& signals() noexcept;
 
+    /// The loop's steady time: the virtual clock's on a virtual loop,
+    /// Clock::now() otherwise. What timers and timeouts measure. Any thread.
+    Clock::time_point now() const noexcept;
+    /// The loop's wall time (what AtTimer and call_at() follow): the virtual
+    /// clock's, or std::chrono::system_clock::now(). Any thread.
+    std::chrono::system_clock::time_point wall_now() const noexcept;
+    /// The clock of a loop made with MainLoop(const VirtualClock&), or null.
+    VirtualClock* virtual_clock() noexcept;
+
     /// Hands an exception that escaped a callback to the `exception` signal.
     /// With nothing connected: inside an iteration of a standalone loop, the
     /// loop stops at the end of the iteration and run() (or that step())
@@ -207,8 +225,8 @@ public:
     /// cover every event (timers, I/O, posted work), so an idle host sleeps.
     /// @returns the fd to poll for readability (Asio's epoll fd; owned by the
     ///          loop, valid until detach_host()).
-    /// @throws WrongThread off the main thread; LoopError inside run() or if
-    ///         a host is attached already.
+    /// @throws WrongThread off the main thread; LoopError inside run(), if
+    ///         a host is attached already, or on a virtual-clock loop.
     int attach_host(HostHooks hooks);
     /// Back to standalone mode (run()/step() wait themselves). No-op if no
     /// host is attached. Loop thread only (elsewhere it reports WrongThread
@@ -234,6 +252,7 @@ private:
     friend void detail::shutdown_loop(MainLoop&);
     friend std::uint64_t detail::loop_iteration() noexcept;
     friend void detail::add_busy_probe(MainLoop&, detail::UniqueFunction<bool()>);
+    friend const std::shared_ptr<detail::VirtualTime>& detail::virtual_time_of(const MainLoop&) noexcept;
     std::unique_ptr<Impl> impl_;
 };
 

@@ -11,8 +11,9 @@
 //
 // Interval timers run on Asio's steady clock (they ignore wall-clock changes);
 // AtTimer computes local wall-clock times and re-checks the wall clock when its
-// steady wait ends, so that a clock adjustment is noticed. All of them share
-// these guarantees:
+// steady wait ends, so that a clock adjustment is noticed. On a loop made with
+// a VirtualClock (kaa/virtual_clock.hpp) all of them run on its virtual time
+// instead. All of them share these guarantees:
 //  * Callbacks run on the loop thread, from MainLoop::step(). A timer created
 //    stopped; start() arms it, stop() disarms it, destroying it stops it.
 //  * start() and stop() called from another thread are marshalled to the loop

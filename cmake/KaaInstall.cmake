@@ -70,3 +70,47 @@ install(FILES
 
 # The licence, where Debian and the GNU layout put a package's documents.
 install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
+
+# pkg-config files, for Meson, autotools and plain Makefiles. Relocatable:
+# the prefix is found from the .pc file's own directory.
+set(KAA_INSTALL_PKGCONFIGDIR ${CMAKE_INSTALL_LIBDIR}/pkgconfig CACHE STRING
+    "Where kaa.pc is installed, relative to the prefix")
+file(RELATIVE_PATH KAA_PC_PREFIX_FROM_PCDIR /prefix/${KAA_INSTALL_PKGCONFIGDIR} /prefix)
+string(REGEX REPLACE "/$" "" KAA_PC_PREFIX_FROM_PCDIR "${KAA_PC_PREFIX_FROM_PCDIR}")
+# Boost has no .pc file of its own: its include and library directories are
+# named when they are not the compiler's own.
+set(KAA_PC_BOOST_CFLAGS "")
+get_target_property(KAA_BOOST_INCLUDES Boost::headers INTERFACE_INCLUDE_DIRECTORIES)
+foreach(dir IN LISTS KAA_BOOST_INCLUDES)
+  if(NOT dir IN_LIST CMAKE_CXX_IMPLICIT_INCLUDE_DIRECTORIES)
+    string(APPEND KAA_PC_BOOST_CFLAGS " -I${dir}")
+  endif()
+endforeach()
+set(KAA_PC_BOOST_LIBS "-lboost_context")
+get_target_property(KAA_BOOST_CONTEXT_LIB Boost::context IMPORTED_LOCATION_RELEASE)
+if(KAA_BOOST_CONTEXT_LIB)
+  get_filename_component(KAA_BOOST_LIBDIR ${KAA_BOOST_CONTEXT_LIB} DIRECTORY)
+  if(NOT KAA_BOOST_LIBDIR IN_LIST CMAKE_CXX_IMPLICIT_LINK_DIRECTORIES)
+    set(KAA_PC_BOOST_LIBS "-L${KAA_BOOST_LIBDIR} -lboost_context")
+  endif()
+endif()
+# A static libkaa brings its dependencies to every link; a shared one only to
+# static links (pkg-config --static).
+get_target_property(KAA_LIBRARY_TYPE kaa TYPE)
+if(KAA_LIBRARY_TYPE STREQUAL "STATIC_LIBRARY")
+  set(KAA_PC_LIBS " ${KAA_PC_BOOST_LIBS} -pthread")
+  set(KAA_PC_LIBS_PRIVATE "")
+else()
+  set(KAA_PC_LIBS "")
+  set(KAA_PC_LIBS_PRIVATE " ${KAA_PC_BOOST_LIBS} -pthread")
+endif()
+configure_file(${PROJECT_SOURCE_DIR}/cmake/kaa.pc.in ${PROJECT_BINARY_DIR}/pkgconfig/kaa.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/pkgconfig/kaa.pc DESTINATION ${KAA_INSTALL_PKGCONFIGDIR})
+if(TARGET kaa_glib)
+  configure_file(${PROJECT_SOURCE_DIR}/cmake/kaa-glib.pc.in ${PROJECT_BINARY_DIR}/pkgconfig/kaa-glib.pc @ONLY)
+  install(FILES ${PROJECT_BINARY_DIR}/pkgconfig/kaa-glib.pc DESTINATION ${KAA_INSTALL_PKGCONFIGDIR})
+endif()
+if(TARGET kaa_qt)
+  configure_file(${PROJECT_SOURCE_DIR}/cmake/kaa-qt.pc.in ${PROJECT_BINARY_DIR}/pkgconfig/kaa-qt.pc @ONLY)
+  install(FILES ${PROJECT_BINARY_DIR}/pkgconfig/kaa-qt.pc DESTINATION ${KAA_INSTALL_PKGCONFIGDIR})
+endif()

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSL-1.0
-"""Checks that the code quoted in doc/*.md still exists in samples/.
+"""Checks that the code quoted in doc/*.md and README.md still exists in samples/.
 
 A quoted block is a fenced ```cpp block whose previous non-blank line is
 `<!-- quote: samples/<file>.cpp -->`. The block's lines must appear, in order
@@ -59,7 +59,7 @@ def main():
     root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).resolve().parent.parent)
     stale = 0
     count = 0
-    for md in sorted((root / "doc").glob("*.md")):
+    for md in sorted((root / "doc").glob("*.md")) + [root / "README.md"]:
         for line_no, source, block in blocks(md.read_text()):
             count += 1
             path = root / source

@@ -107,8 +107,15 @@ kaa::InProgressRef repeating_timer() {
     });
     metronome->start(100ms);
     kaa::call_later(150ms, [] { say("call_later(): a fire-and-forget one-shot, no handle kept"); });
+    // kaa's @timed: a Timed definition runs its function on a timer when
+    // called; with the restart policy a second call replaces the pending one.
+    auto status = std::make_shared<kaa::Timed<void(std::string)>>(
+        kaa::TimedOptions{.interval = 50ms, .policy = kaa::TimedPolicy::restart, .one_shot = true},
+        [](const std::string& text) { say("Timed, restart policy: of two quick calls the last ran:", text); });
+    (*status)("first");
+    (*status)("second");
     // Destroying a Timer stops it: keep this one alive until it is done.
-    done.connect_finished([metronome] {});
+    done.connect_finished([metronome, status] {});
     return done;
 }
 

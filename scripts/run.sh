@@ -25,15 +25,21 @@ TSAN_DIR=${KAA_TSAN_BUILD_DIR:-build-tsan}
 
 # Boost 1.81, not Debian's default 1.74: the 1.81 -dev packages conflict with the
 # 1.74 ones, so they are named explicitly (apt removes 1.74's if present).
-PACKAGES=(
+# `sample` installs only what the library and the flagship sample need;
+# `test` adds the test, benchmark, sanitizer-run and toolkit packages.
+SAMPLE_PACKAGES=(
     cmake ninja-build g++
-    libboost1.81-dev libboost-context1.81-dev libboost-thread1.81-dev
-    libboost-fiber1.81-dev
+    libboost1.81-dev libboost-context1.81-dev
+)
+TEST_PACKAGES=(
+    "${SAMPLE_PACKAGES[@]}"
+    libboost-thread1.81-dev libboost-fiber1.81-dev
     googletest libgtest-dev libgmock-dev libbenchmark-dev
     valgrind gdb
     pkg-config libglib2.0-dev libgtk-3-dev xvfb xauth
     python3
     qt6-base-dev
+    debhelper dpkg-dev lintian
 )
 
 log() { printf '\n=== run.sh: %s\n' "$*"; }
@@ -59,10 +65,11 @@ missing_packages() {
     done
 }
 
+# ensure_packages <package>...: installs those that are missing.
 ensure_packages() {
     command -v dpkg-query >/dev/null || die "this script installs Debian packages and needs dpkg-query (Debian 12)"
-    local missing=()
-    mapfile -t missing < <(missing_packages "${PACKAGES[@]}")
+    local missing=() packages=("$@")
+    mapfile -t missing < <(missing_packages "${packages[@]}")
     if ((${#missing[@]} == 0)); then
         log "all required Debian packages are installed"
         return
@@ -78,7 +85,7 @@ ensure_packages() {
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         -o DPkg::Lock::Timeout=300 "${missing[@]}"
-    mapfile -t missing < <(missing_packages "${PACKAGES[@]}")
+    mapfile -t missing < <(missing_packages "${packages[@]}")
     ((${#missing[@]} == 0)) || die "still missing after apt-get install: ${missing[*]}"
 }
 
@@ -188,7 +195,7 @@ trap summary EXIT
 PLAIN_CONFIG=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" -DKAA_SANITIZE=)
 
 if [[ $MODE == sample ]]; then
-    ensure_packages
+    ensure_packages "${SAMPLE_PACKAGES[@]}"
     log "configuring $BUILD_DIR/ (RelWithDebInfo)"
     configure "$BUILD_DIR" "${PLAIN_CONFIG[@]}" -DKAA_BUILD_SAMPLES=ON
     log "building the tour sample"
@@ -201,7 +208,7 @@ fi
 # --- test -----------------------------------------------------------------------
 
 phase_start "packages"
-ensure_packages
+ensure_packages "${TEST_PACKAGES[@]}"
 phase_end
 
 # Plain build: everything (library, checkheaders, tests, samples, benchmarks).

@@ -4,6 +4,8 @@
 
 #include <chrono>
 
+#include "kaa/version.hpp"
+
 namespace kaa {
 
 using Clock = std::chrono::steady_clock;

@@ -32,4 +32,5 @@
 #include "kaa/threaded.hpp"
 #include "kaa/threaded_host.hpp"
 #include "kaa/timer.hpp"
+#include "kaa/version.hpp"
 #include "kaa/virtual_clock.hpp"

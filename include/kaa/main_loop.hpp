@@ -22,6 +22,8 @@
 #include <optional>
 #include <string_view>
 
+#include "kaa/version.hpp"
+
 #include "kaa/detail/function.hpp"
 #include "kaa/signal.hpp"
 

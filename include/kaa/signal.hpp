@@ -33,6 +33,8 @@
 #include <utility>
 #include <vector>
 
+#include "kaa/version.hpp"
+
 #include <boost/signals2/signal.hpp>
 
 #include "kaa/errors.hpp"
